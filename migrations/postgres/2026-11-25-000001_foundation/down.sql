@@ -1,0 +1,10 @@
+DROP TABLE outbox;
+DROP TABLE confirmation_tokens;
+DROP TABLE consent_events;
+DROP TABLE evidence;
+DROP TABLE subscriptions;
+DROP TABLE subscribers;
+DROP TABLE consent_versions;
+DROP TABLE consent_texts;
+DROP TABLE lists;
+DROP TABLE server_secrets;

@@ -1,0 +1,664 @@
+//! Typed settings: compiled-in defaults, an optional TOML file, then
+//! `ASSENT_*` environment overrides (`__` separates nested keys). Everything
+//! is checked before the service starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+use crate::db::DbUrl;
+use crate::domain::{ConsentText, LanguageTag, ListSlug};
+
+/// The consent text of the built-in example list.
+pub const EXAMPLE_CONSENT_TEXT: &str = "I consent to the transfer and validation of my email address in conjunction with this email service, and I understand that I may withdraw my consent and unsubscribe at any time.";
+
+/// Top-level keys, so that unrelated `ASSENT_*` variables are not read as
+/// settings.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "bind",
+    "base_url",
+    "database_url",
+    "mail_url",
+    "database",
+    "mail",
+    "outbox",
+    "tokens",
+    "http",
+    "log",
+    "lists",
+];
+
+/// Everything Assent can be told.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address and port to listen on.
+    #[serde(default = "defaults::bind")]
+    pub bind: String,
+    /// Public URL used in every link Assent mails.
+    #[serde(default = "defaults::base_url")]
+    pub base_url: String,
+    /// `sqlite://PATH`, `postgres://...` or `postgresql://...`.
+    #[serde(default = "defaults::database_url")]
+    pub database_url: SecretString,
+    /// `file://DIR`, `smtp://...`, `smtp://...?tls=required` or `smtps://...`.
+    #[serde(default = "defaults::mail_url")]
+    pub mail_url: SecretString,
+    #[serde(default)]
+    pub database: DatabaseSettings,
+    #[serde(default)]
+    pub mail: MailSettings,
+    #[serde(default)]
+    pub outbox: OutboxSettings,
+    #[serde(default)]
+    pub tokens: TokenSettings,
+    #[serde(default)]
+    pub http: HttpSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+    /// The lists; when none is configured, the example list `newsletter`.
+    #[serde(default)]
+    pub lists: Vec<ListSettings>,
+}
+
+/// Connection pool and SQLite settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// Most connections held open by this instance.
+    pub pool_max_size: u32,
+    /// How long a request waits for a connection before answering 503.
+    pub connection_timeout_ms: u64,
+    /// How long SQLite waits for the write lock.
+    pub sqlite_busy_timeout_ms: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            pool_max_size: 16,
+            connection_timeout_ms: 3_000,
+            sqlite_busy_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Mail sending settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailSettings {
+    /// Overall deadline of one SMTP exchange, connect to final reply.
+    pub send_timeout_secs: u64,
+    /// Most SMTP connections kept open.
+    pub smtp_pool_max_size: u32,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        MailSettings {
+            send_timeout_secs: 30,
+            smtp_pool_max_size: 4,
+        }
+    }
+}
+
+/// The outbox worker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxSettings {
+    /// Whether `assent serve` runs the worker.
+    pub worker: bool,
+    /// How often the worker looks for due rows when nothing woke it.
+    pub poll_interval_ms: u64,
+    /// Rows claimed at once.
+    pub batch_size: u32,
+    /// How long a claimed row stays with its worker before others may take it.
+    pub lease_secs: u64,
+    /// Attempts before a row is moved to `dead`.
+    pub max_attempts: u32,
+    /// First retry delay; doubles with each attempt.
+    pub backoff_base_secs: u64,
+    /// Longest retry delay.
+    pub backoff_max_secs: u64,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        OutboxSettings {
+            worker: true,
+            poll_interval_ms: 1_000,
+            batch_size: 16,
+            lease_secs: 120,
+            max_attempts: 8,
+            backoff_base_secs: 30,
+            backoff_max_secs: 3_600,
+        }
+    }
+}
+
+/// Token lifetimes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSettings {
+    /// How long a confirmation link is valid.
+    pub confirmation_ttl_hours: u64,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        TokenSettings {
+            confirmation_ttl_hours: 7 * 24,
+        }
+    }
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    /// How long a stopping instance lets in-flight requests finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            workers: 0,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `auto` (readable on a terminal, JSON otherwise), `json` or `pretty`.
+    pub format: String,
+    /// A tracing filter such as `info` or `assent=debug,info`; `RUST_LOG`
+    /// wins when set.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: "auto".to_owned(),
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+/// One list as configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListSettings {
+    pub slug: String,
+    pub name: String,
+    /// The From header: `Name <address>` or an address.
+    pub from: String,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    #[serde(default = "defaults::yes")]
+    pub double_opt_in: bool,
+    /// Where a browser goes after signing up.
+    #[serde(default)]
+    pub thank_you_url: Option<String>,
+    /// Where a browser goes after confirming.
+    #[serde(default)]
+    pub confirmed_url: Option<String>,
+    /// The only URLs a form's `redirect` field may name.
+    #[serde(default)]
+    pub redirect_urls: Vec<String>,
+    /// Language of the list's pages and emails.
+    #[serde(default = "defaults::language")]
+    pub language: String,
+    /// The consent texts; the one marked `current` (else the last) is shown.
+    pub consent_texts: Vec<ConsentTextSettings>,
+}
+
+/// One consent text of a list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentTextSettings {
+    pub text: String,
+    /// Defaults to the list's language.
+    #[serde(default)]
+    pub language: Option<String>,
+    #[serde(default)]
+    pub current: bool,
+}
+
+mod defaults {
+    use secrecy::SecretString;
+
+    pub fn bind() -> String {
+        "127.0.0.1:8080".to_owned()
+    }
+    pub fn base_url() -> String {
+        "http://127.0.0.1:8080".to_owned()
+    }
+    pub fn database_url() -> SecretString {
+        SecretString::from("sqlite://assent.db")
+    }
+    pub fn mail_url() -> SecretString {
+        SecretString::from("file://./mail")
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn language() -> String {
+        "en".to_owned()
+    }
+}
+
+/// Why the settings were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading the configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.to_string(),
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then the TOML file if given, then `ASSENT_*`.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(invalid(
+                    "config",
+                    format!("the file {} does not exist", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("ASSENT_").split("__").filter(|key| {
+            let key = key.as_str().to_ascii_lowercase().replace("__", ".");
+            TOP_LEVEL_KEYS.contains(&key.split('.').next().unwrap_or(""))
+        }));
+        figment
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))
+    }
+
+    /// Loads settings from a TOML string (tests and examples).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Figment::new()
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))
+    }
+
+    /// Checks every value and returns the forms the service runs on.
+    pub fn validate(&self) -> Result<ValidSettings, ConfigError> {
+        let bind: SocketAddr = self.bind.parse().map_err(|e| {
+            invalid(
+                "bind",
+                format!("{:?} is not an address:port ({e})", self.bind),
+            )
+        })?;
+        let base_url = parse_base_url(&self.base_url)?;
+        let database_url = DbUrl::parse(self.database_url.expose_secret())
+            .map_err(|e| invalid("database_url", e))?;
+        let mail_url = MailUrl::parse(self.mail_url.expose_secret())?;
+        if self.database.pool_max_size == 0 {
+            return Err(invalid("database.pool_max_size", "must be at least 1"));
+        }
+        if self.outbox.max_attempts == 0 {
+            return Err(invalid("outbox.max_attempts", "must be at least 1"));
+        }
+        if self.outbox.batch_size == 0 {
+            return Err(invalid("outbox.batch_size", "must be at least 1"));
+        }
+        if self.tokens.confirmation_ttl_hours == 0 {
+            return Err(invalid(
+                "tokens.confirmation_ttl_hours",
+                "must be at least 1",
+            ));
+        }
+        let (lists, example_list) = if self.lists.is_empty() {
+            (vec![example_list()], true)
+        } else {
+            (self.lists.clone(), false)
+        };
+        let mut valid_lists = Vec::with_capacity(lists.len());
+        for (index, list) in lists.iter().enumerate() {
+            let valid = validate_list(index, list)?;
+            if valid_lists
+                .iter()
+                .any(|other: &ValidList| other.slug == valid.slug)
+            {
+                return Err(invalid(
+                    format!("lists[{index}].slug"),
+                    format!("{} is used by two lists", valid.slug),
+                ));
+            }
+            valid_lists.push(valid);
+        }
+        Ok(ValidSettings {
+            bind,
+            base_url,
+            database_url,
+            mail_url,
+            database: self.database.clone(),
+            mail: self.mail.clone(),
+            outbox: self.outbox.clone(),
+            tokens: self.tokens.clone(),
+            http: self.http.clone(),
+            log: self.log.clone(),
+            lists: valid_lists,
+            example_list,
+        })
+    }
+}
+
+fn example_list() -> ListSettings {
+    ListSettings {
+        slug: "newsletter".to_owned(),
+        name: "Newsletter".to_owned(),
+        from: "Newsletter <newsletter@localhost>".to_owned(),
+        reply_to: None,
+        double_opt_in: true,
+        thank_you_url: None,
+        confirmed_url: None,
+        redirect_urls: Vec::new(),
+        language: "en".to_owned(),
+        consent_texts: vec![ConsentTextSettings {
+            text: EXAMPLE_CONSENT_TEXT.to_owned(),
+            language: None,
+            current: true,
+        }],
+    }
+}
+
+fn parse_base_url(value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|e| invalid("base_url", format!("{value:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("base_url", "must start with http:// or https://"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || url.cannot_be_a_base() {
+        return Err(invalid("base_url", "must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
+fn parse_absolute_url(key: &str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|e| invalid(key, format!("{value:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(key, "must be an http:// or https:// URL"));
+    }
+    Ok(url)
+}
+
+fn validate_list(index: usize, list: &ListSettings) -> Result<ValidList, ConfigError> {
+    let key = |field: &str| format!("lists[{index}].{field}");
+    let slug = ListSlug::parse(&list.slug).map_err(|e| invalid(key("slug"), e))?;
+    if list.name.trim().is_empty() || list.name.chars().any(char::is_control) {
+        return Err(invalid(key("name"), "must be a non-empty single line"));
+    }
+    let from: lettre::message::Mailbox = list
+        .from
+        .parse()
+        .map_err(|e| invalid(key("from"), format!("{:?}: {e}", list.from)))?;
+    let reply_to = match &list.reply_to {
+        Some(value) => Some(
+            value
+                .parse::<lettre::message::Mailbox>()
+                .map_err(|e| invalid(key("reply_to"), format!("{value:?}: {e}")))?,
+        ),
+        None => None,
+    };
+    let language = LanguageTag::parse(&list.language).map_err(|e| invalid(key("language"), e))?;
+    let thank_you_url = list
+        .thank_you_url
+        .as_deref()
+        .map(|u| parse_absolute_url(&key("thank_you_url"), u))
+        .transpose()?;
+    let confirmed_url = list
+        .confirmed_url
+        .as_deref()
+        .map(|u| parse_absolute_url(&key("confirmed_url"), u))
+        .transpose()?;
+    let redirect_urls = list
+        .redirect_urls
+        .iter()
+        .map(|u| parse_absolute_url(&key("redirect_urls"), u).map(|_| u.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if list.consent_texts.is_empty() {
+        return Err(invalid(
+            key("consent_texts"),
+            "a list needs at least one consent text",
+        ));
+    }
+    let mut texts = Vec::with_capacity(list.consent_texts.len());
+    for (i, text) in list.consent_texts.iter().enumerate() {
+        let text_key = format!("{}[{i}]", key("consent_texts"));
+        let body = ConsentText::new(text.text.clone()).map_err(|e| invalid(&text_key, e))?;
+        let language = match &text.language {
+            Some(l) => LanguageTag::parse(l).map_err(|e| invalid(&text_key, e))?,
+            None => language.clone(),
+        };
+        texts.push((body, language));
+    }
+    let marked: Vec<usize> = list
+        .consent_texts
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.current)
+        .map(|(i, _)| i)
+        .collect();
+    let current = match marked.as_slice() {
+        [] => texts.len() - 1,
+        [one] => *one,
+        _ => {
+            return Err(invalid(
+                key("consent_texts"),
+                "only one consent text may be marked current",
+            ));
+        }
+    };
+    Ok(ValidList {
+        slug,
+        name: list.name.clone(),
+        from,
+        reply_to,
+        double_opt_in: list.double_opt_in,
+        thank_you_url,
+        confirmed_url,
+        redirect_urls,
+        language,
+        consent_texts: texts,
+        current_text: current,
+    })
+}
+
+/// Where mail goes.
+#[derive(Clone)]
+pub enum MailUrl {
+    /// Each message written as an `.eml` file into this folder.
+    File(PathBuf),
+    /// An SMTP relay; the URL in lettre's form.
+    Smtp(SecretString),
+}
+
+impl std::fmt::Debug for MailUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MailUrl::File(dir) => write!(f, "File({})", dir.display()),
+            MailUrl::Smtp(_) => f.write_str("Smtp(***)"),
+        }
+    }
+}
+
+impl MailUrl {
+    /// Parses `file://DIR`, `smtp://...` or `smtps://...`.
+    pub fn parse(value: &str) -> Result<Self, ConfigError> {
+        if let Some(dir) = value.strip_prefix("file://") {
+            if dir.is_empty() {
+                return Err(invalid(
+                    "mail_url",
+                    "file:// needs a folder, e.g. file://./mail",
+                ));
+            }
+            return Ok(MailUrl::File(PathBuf::from(dir)));
+        }
+        if value.starts_with("smtp://") || value.starts_with("smtps://") {
+            let url = Url::parse(value).map_err(|e| invalid("mail_url", e))?;
+            if url.host_str().unwrap_or("").is_empty() {
+                return Err(invalid("mail_url", "the SMTP URL has no host"));
+            }
+            for (name, v) in url.query_pairs() {
+                let ok = match name.as_ref() {
+                    "tls" => matches!(v.as_ref(), "required" | "opportunistic"),
+                    "ehlo_domain" => true,
+                    _ => false,
+                };
+                if !ok {
+                    return Err(invalid(
+                        "mail_url",
+                        format!("unsupported SMTP URL parameter {name}={v}"),
+                    ));
+                }
+            }
+            return Ok(MailUrl::Smtp(SecretString::from(value.to_owned())));
+        }
+        Err(invalid(
+            "mail_url",
+            "use file://DIR, smtp://[user:pass@]host:port[?tls=required] or smtps://...",
+        ))
+    }
+}
+
+/// A list whose settings were checked.
+#[derive(Debug, Clone)]
+pub struct ValidList {
+    pub slug: ListSlug,
+    pub name: String,
+    pub from: lettre::message::Mailbox,
+    pub reply_to: Option<lettre::message::Mailbox>,
+    pub double_opt_in: bool,
+    pub thank_you_url: Option<Url>,
+    pub confirmed_url: Option<Url>,
+    /// Kept as configured: a form's `redirect` must match one exactly.
+    pub redirect_urls: Vec<String>,
+    pub language: LanguageTag,
+    pub consent_texts: Vec<(ConsentText, LanguageTag)>,
+    /// Index into `consent_texts`.
+    pub current_text: usize,
+}
+
+/// Settings the service runs on.
+#[derive(Debug, Clone)]
+pub struct ValidSettings {
+    pub bind: SocketAddr,
+    pub base_url: Url,
+    pub database_url: DbUrl,
+    pub mail_url: MailUrl,
+    pub database: DatabaseSettings,
+    pub mail: MailSettings,
+    pub outbox: OutboxSettings,
+    pub tokens: TokenSettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+    pub lists: Vec<ValidList>,
+    /// True when no list was configured and the example list is in use.
+    pub example_list: bool,
+}
+
+impl ValidSettings {
+    /// The public URL of a path under the base URL.
+    pub fn public_url(&self, path: &str) -> String {
+        format!(
+            "{}/{}",
+            self.base_url.as_str().trim_end_matches('/'),
+            path.trim_start_matches('/')
+        )
+    }
+
+    /// How long a request waits for a database connection.
+    pub fn connection_timeout(&self) -> Duration {
+        Duration::from_millis(self.database.connection_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let settings = Settings::from_toml("").unwrap().validate().unwrap();
+        assert_eq!(settings.bind.to_string(), "127.0.0.1:8080");
+        assert!(settings.example_list);
+        assert_eq!(settings.lists[0].slug.as_str(), "newsletter");
+        assert_eq!(
+            settings.lists[0].consent_texts[0].0.as_str(),
+            EXAMPLE_CONSENT_TEXT
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_database_schemes() {
+        let settings = Settings::from_toml("database_url = \"mysql://x\"").unwrap();
+        let error = settings.validate().unwrap_err().to_string();
+        assert!(error.contains("unsupported database URL scheme"), "{error}");
+    }
+
+    #[test]
+    fn refuses_unknown_keys() {
+        assert!(Settings::from_toml("bnid = \"x\"").is_err());
+    }
+
+    #[test]
+    fn lists_from_toml() {
+        let toml = r#"
+            [[lists]]
+            slug = "clinic"
+            name = "Clinic news"
+            from = "Clinic <news@clinic.example>"
+            redirect_urls = ["https://clinic.example/thanks"]
+            [[lists.consent_texts]]
+            text = "Old text."
+            [[lists.consent_texts]]
+            text = "New text."
+            language = "de"
+        "#;
+        let settings = Settings::from_toml(toml).unwrap().validate().unwrap();
+        let list = &settings.lists[0];
+        assert_eq!(list.current_text, 1);
+        assert_eq!(list.consent_texts[1].1.as_str(), "de");
+        assert!(!settings.example_list);
+    }
+
+    #[test]
+    fn mail_urls() {
+        assert!(matches!(
+            MailUrl::parse("file://./mail").unwrap(),
+            MailUrl::File(_)
+        ));
+        assert!(matches!(
+            MailUrl::parse("smtps://u:p@mail.example:465").unwrap(),
+            MailUrl::Smtp(_)
+        ));
+        assert!(MailUrl::parse("smtp://relay:25?tls=required").is_ok());
+        assert!(MailUrl::parse("smtp://relay:25?bogus=1").is_err());
+        assert!(MailUrl::parse("http://relay").is_err());
+    }
+}

@@ -1,0 +1,274 @@
+//! The `MultiConnection` enum, URL parsing, the r2d2 pool and transactions.
+
+use std::time::Duration;
+
+use diesel::Connection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::r2d2::{self, ManageConnection, Pool};
+use diesel::{PgConnection, SqliteConnection};
+
+/// A connection to either supported backend.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Which backend a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    /// The name used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// A database URL whose scheme has been checked.
+#[derive(Clone)]
+pub struct DbUrl {
+    backend: Backend,
+    /// What the driver is given: the URL for PostgreSQL, the path for SQLite.
+    target: String,
+}
+
+impl std::fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The PostgreSQL URL may hold a password.
+        f.debug_struct("DbUrl")
+            .field("backend", &self.backend)
+            .field("target", &self.redacted())
+            .finish()
+    }
+}
+
+/// Why a database URL was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DbUrlError {
+    #[error(
+        "unsupported database URL scheme in {0:?}: use sqlite://PATH, postgres://... or postgresql://..."
+    )]
+    UnsupportedScheme(String),
+    #[error("the sqlite:// URL has no file path")]
+    EmptySqlitePath,
+}
+
+impl DbUrl {
+    /// Parses `sqlite://PATH`, `postgres://...` or `postgresql://...`; every
+    /// other scheme is refused, never silently treated as a SQLite path.
+    pub fn parse(url: &str) -> Result<Self, DbUrlError> {
+        let url = url.trim();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(DbUrlError::EmptySqlitePath);
+            }
+            return Ok(DbUrl {
+                backend: Backend::Sqlite,
+                target: path.to_owned(),
+            });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DbUrl {
+                backend: Backend::Postgres,
+                target: url.to_owned(),
+            });
+        }
+        let scheme = url.split("://").next().unwrap_or(url);
+        Err(DbUrlError::UnsupportedScheme(scheme.to_owned()))
+    }
+
+    /// The backend this URL names.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The PostgreSQL URL or SQLite path, as given to the driver.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The URL with any password replaced, for logs.
+    pub fn redacted(&self) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("sqlite://{}", self.target),
+            Backend::Postgres => match url::Url::parse(&self.target) {
+                Ok(mut parsed) => {
+                    if parsed.password().is_some() {
+                        let _ = parsed.set_password(Some("***"));
+                    }
+                    parsed.to_string()
+                }
+                Err(_) => "postgres://(unparseable)".to_owned(),
+            },
+        }
+    }
+
+    /// Opens one connection of the right kind, reporting the driver's own
+    /// error (the derived `establish` only says the URL matched no variant).
+    pub fn establish(&self, busy_timeout: Duration) -> diesel::ConnectionResult<DbConnection> {
+        match self.backend {
+            Backend::Postgres => PgConnection::establish(&self.target).map(DbConnection::Postgres),
+            Backend::Sqlite => {
+                let mut conn = SqliteConnection::establish(&self.target)?;
+                // WAL lets readers run beside the writer; NORMAL is durable
+                // across process crashes in WAL mode (a power loss may drop the
+                // last commits, see docs/operations.md).
+                let pragmas = format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
+                    busy_timeout.as_millis()
+                );
+                conn.batch_execute(&pragmas)
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+}
+
+/// The r2d2 manager that builds the concrete connection for the URL's scheme.
+pub struct DbConnectionManager {
+    url: DbUrl,
+    busy_timeout: Duration,
+}
+
+impl ManageConnection for DbConnectionManager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        self.url
+            .establish(self.busy_timeout)
+            .map_err(r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        <DbConnection as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    }
+}
+
+/// The shared pool.
+pub type DbPool = Pool<DbConnectionManager>;
+
+/// Builds the pool without waiting for a first connection, so that the
+/// service starts (and `/readyz` reports 503) while the database is down.
+pub fn build_pool(
+    url: &DbUrl,
+    max_size: u32,
+    connection_timeout: Duration,
+    busy_timeout: Duration,
+) -> DbPool {
+    Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(0))
+        .connection_timeout(connection_timeout)
+        .test_on_check_out(false)
+        .build_unchecked(DbConnectionManager {
+            url: url.clone(),
+            busy_timeout,
+        })
+}
+
+/// Errors of a unit of work against the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had in time (pool exhausted or database down).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A query failed.
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+impl DbError {
+    /// Whether a retry of the whole transaction may succeed (a lost race on
+    /// a unique key, a serialization failure, a busy SQLite file).
+    pub fn is_retryable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            DbError::Unavailable(_) => false,
+            DbError::Query(Error::DatabaseError(kind, info)) => match kind {
+                DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure => {
+                    true
+                }
+                _ => {
+                    let message = info.message();
+                    message.contains("database is locked") || message.contains("deadlock")
+                }
+            },
+            DbError::Query(Error::NotFound) => false,
+            DbError::Query(_) => false,
+        }
+    }
+
+    /// Whether the database itself is out of reach or refusing writes
+    /// (connection lost, read-only or full disk): answered with 503.
+    pub fn is_unavailable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            DbError::Unavailable(_) => true,
+            DbError::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) => true,
+            DbError::Query(Error::DatabaseError(_, info)) => {
+                let message = info.message();
+                message.contains("readonly database")
+                    || message.contains("disk is full")
+                    || message.contains("database or disk is full")
+                    || message.contains("unable to open database")
+                    || message.contains("terminating connection")
+                    || message.contains("server closed the connection")
+                    || message.contains("no connection to the server")
+                    || message.contains("database is locked")
+            }
+            DbError::Query(Error::BrokenTransactionManager) => true,
+            DbError::Query(_) => false,
+        }
+    }
+}
+
+impl From<r2d2::PoolError> for DbError {
+    fn from(error: r2d2::PoolError) -> Self {
+        DbError::Unavailable(error.to_string())
+    }
+}
+
+/// Runs `work` in a write transaction: `BEGIN IMMEDIATE` on SQLite (takes
+/// the write lock up front, so a read-then-write never dead-ends in
+/// SQLITE_BUSY), a plain `BEGIN` on PostgreSQL. Rolls back on error.
+pub fn write_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        DbConnection::Sqlite(inner) => {
+            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?
+        }
+        DbConnection::Postgres(inner) => {
+            <AnsiTransactionManager as TransactionManager<PgConnection>>::begin_transaction(inner)?
+        }
+    }
+    match work(conn) {
+        Ok(value) => {
+            <DbConnection as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(error) => {
+            // The original error matters more than a failed rollback, which
+            // leaves the connection marked broken and r2d2 discards it.
+            let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
+            Err(error)
+        }
+    }
+}

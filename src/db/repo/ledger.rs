@@ -1,0 +1,179 @@
+//! Appending to a subscriber's hash chain, and storing evidence.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::models::{ConsentEventRow, EvidenceRow};
+use crate::db::schema::{consent_events, evidence, subscribers};
+use crate::db::{DbConnection, DbError};
+use crate::ledger::chain::{HashedFields, format_time};
+use crate::ledger::evidence::SealedEvidence;
+use crate::ledger::{ChainHead, EventKind, EventMethod, event_hash};
+
+/// An event about to be appended.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub kind: EventKind,
+    pub occurred_at: NaiveDateTime,
+    pub subscription_id: Option<&'a str>,
+    pub list_id: Option<&'a str>,
+    pub consent_version_id: Option<&'a str>,
+    pub consent_sha256: Option<&'a str>,
+    pub method: Option<EventMethod>,
+    pub evidence_sha256: Option<&'a str>,
+    /// Non-personal details as canonical JSON (object keys sorted).
+    pub details: serde_json::Value,
+}
+
+/// Another writer appended to the same chain first; the transaction must
+/// be retried.
+fn chain_conflict() -> DbError {
+    DbError::Query(diesel::result::Error::DatabaseError(
+        diesel::result::DatabaseErrorKind::SerializationFailure,
+        Box::new("concurrent append to a subscriber's consent chain".to_owned()),
+    ))
+}
+
+/// Reads where a subscriber's chain stands.
+pub fn head(conn: &mut DbConnection, subscriber_id: &str) -> Result<ChainHead, DbError> {
+    let (seq, hash) = subscribers::table
+        .find(subscriber_id)
+        .select((subscribers::chain_seq, subscribers::chain_head))
+        .first::<(i64, String)>(conn)?;
+    Ok(ChainHead { seq, hash })
+}
+
+/// Appends events to a subscriber's chain, which must stand at `head`;
+/// returns the new head and the ids of the events. The subscriber's head is
+/// moved with a compare-and-set, so a concurrent append makes this fail
+/// with a retryable error instead of forking the chain.
+pub fn append(
+    conn: &mut DbConnection,
+    subscriber_id: &str,
+    head: &ChainHead,
+    events: &[NewEvent<'_>],
+) -> Result<(ChainHead, Vec<String>), DbError> {
+    let mut current = head.clone();
+    let mut rows = Vec::with_capacity(events.len());
+    for event in events {
+        let row = build_row(subscriber_id, &current, event);
+        current = ChainHead {
+            seq: row.seq,
+            hash: row.hash.clone(),
+        };
+        rows.push(row);
+    }
+    let moved = diesel::update(
+        subscribers::table
+            .filter(subscribers::id.eq(subscriber_id))
+            .filter(subscribers::chain_seq.eq(head.seq)),
+    )
+    .set((
+        subscribers::chain_seq.eq(current.seq),
+        subscribers::chain_head.eq(&current.hash),
+    ))
+    .execute(conn)?;
+    if moved != 1 {
+        return Err(chain_conflict());
+    }
+    let ids = rows.iter().map(|r| r.id.clone()).collect();
+    for row in &rows {
+        diesel::insert_into(consent_events::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok((current, ids))
+}
+
+fn build_row(subscriber_id: &str, head: &ChainHead, event: &NewEvent<'_>) -> ConsentEventRow {
+    let id = super::new_id();
+    let seq = head.seq + 1;
+    let details = event.details.to_string();
+    let occurred = format_time(event.occurred_at);
+    let fields = HashedFields {
+        id: &id,
+        subscriber_id,
+        seq,
+        kind: event.kind.as_str(),
+        occurred_at: &occurred,
+        subscription_id: event.subscription_id,
+        list_id: event.list_id,
+        consent_version_id: event.consent_version_id,
+        consent_sha256: event.consent_sha256,
+        method: event.method.map(EventMethod::as_str),
+        evidence_sha256: event.evidence_sha256,
+        details: &details,
+    };
+    let hash = event_hash(&head.hash, &fields);
+    ConsentEventRow {
+        id,
+        subscriber_id: subscriber_id.to_owned(),
+        seq,
+        kind: event.kind.as_str().to_owned(),
+        occurred_at: event.occurred_at,
+        subscription_id: event.subscription_id.map(str::to_owned),
+        list_id: event.list_id.map(str::to_owned),
+        consent_version_id: event.consent_version_id.map(str::to_owned),
+        consent_sha256: event.consent_sha256.map(str::to_owned),
+        method: event.method.map(|m| m.as_str().to_owned()),
+        evidence_sha256: event.evidence_sha256.map(str::to_owned),
+        details,
+        prev_hash: head.hash.clone(),
+        hash,
+    }
+}
+
+/// Recomputes one stored event's hash from its fields and the given
+/// previous hash.
+pub fn recompute(prev_hash: &str, row: &ConsentEventRow) -> String {
+    let occurred = format_time(row.occurred_at);
+    event_hash(
+        prev_hash,
+        &HashedFields {
+            id: &row.id,
+            subscriber_id: &row.subscriber_id,
+            seq: row.seq,
+            kind: &row.kind,
+            occurred_at: &occurred,
+            subscription_id: row.subscription_id.as_deref(),
+            list_id: row.list_id.as_deref(),
+            consent_version_id: row.consent_version_id.as_deref(),
+            consent_sha256: row.consent_sha256.as_deref(),
+            method: row.method.as_deref(),
+            evidence_sha256: row.evidence_sha256.as_deref(),
+            details: &row.details,
+        },
+    )
+}
+
+/// Stores sealed evidence.
+pub fn store_evidence(
+    conn: &mut DbConnection,
+    sealed: &SealedEvidence,
+    now: NaiveDateTime,
+) -> Result<(), DbError> {
+    diesel::insert_into(evidence::table)
+        .values(EvidenceRow {
+            sha256: sealed.sha256.clone(),
+            nonce: sealed.nonce.clone(),
+            ip: sealed.evidence.ip.clone(),
+            ip_source: sealed.evidence.ip_source.clone(),
+            user_agent: sealed.evidence.user_agent.clone(),
+            source_url: sealed.evidence.source_url.clone(),
+            recorded_at: now,
+        })
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A subscriber's events in chain order.
+pub fn events_of(
+    conn: &mut DbConnection,
+    subscriber_id: &str,
+) -> Result<Vec<ConsentEventRow>, DbError> {
+    Ok(consent_events::table
+        .filter(consent_events::subscriber_id.eq(subscriber_id))
+        .order(consent_events::seq.asc())
+        .select(ConsentEventRow::as_select())
+        .load(conn)?)
+}

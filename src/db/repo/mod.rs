@@ -1,0 +1,13 @@
+//! Every SQL statement Assent runs, grouped by what it serves.
+
+pub mod confirm;
+pub mod ledger;
+pub mod lists;
+pub mod outbox;
+pub mod secrets;
+pub mod signup;
+
+/// A new time-ordered id (UUIDv7) as stored.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

@@ -1,0 +1,237 @@
+//! The outbox: mail (and later webhooks) enqueued in the same transaction
+//! as the business rows, claimed under a lease, never dropped.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::models::OutboxRow;
+use crate::db::schema::outbox;
+use crate::db::{DbConnection, DbError, write_transaction};
+
+/// What an outbox row delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxKind {
+    /// The double-opt-in email.
+    Confirmation,
+}
+
+impl OutboxKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxKind::Confirmation => "confirmation",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "confirmation" => Some(OutboxKind::Confirmation),
+            _ => None,
+        }
+    }
+}
+
+/// Adds a row due now. The Message-ID derives from the row id, so a retry
+/// carries the same id and receivers can drop duplicates.
+pub fn enqueue(
+    conn: &mut DbConnection,
+    kind: OutboxKind,
+    subscription_id: Option<&str>,
+    payload: &serde_json::Value,
+    message_domain: &str,
+    now: NaiveDateTime,
+) -> Result<String, DbError> {
+    let id = super::new_id();
+    diesel::insert_into(outbox::table)
+        .values(OutboxRow {
+            id: id.clone(),
+            kind: kind.as_str().to_owned(),
+            subscription_id: subscription_id.map(str::to_owned),
+            payload: payload.to_string(),
+            message_id: format!("<{id}@{message_domain}>"),
+            state: "pending".to_owned(),
+            attempts: 0,
+            next_attempt_at: now,
+            lease_owner: None,
+            lease_until: None,
+            last_error: None,
+            created_at: now,
+            sent_at: None,
+        })
+        .execute(conn)?;
+    Ok(id)
+}
+
+/// Claims up to `limit` due rows for `owner` until `lease_until`, counting
+/// the attempt now (so a crash mid-send still counts). On PostgreSQL the
+/// rows are picked with `FOR UPDATE SKIP LOCKED`: several instances never
+/// claim the same row.
+pub fn claim_due(
+    conn: &mut DbConnection,
+    owner: &str,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+    limit: i64,
+) -> Result<Vec<OutboxRow>, DbError> {
+    let ids: Vec<String> = match conn {
+        DbConnection::Postgres(pg) => pg.transaction(|pg| {
+            let ids: Vec<String> = outbox::table
+                .filter(outbox::state.eq("pending"))
+                .filter(outbox::next_attempt_at.le(now))
+                .filter(
+                    outbox::lease_until
+                        .is_null()
+                        .or(outbox::lease_until.le(now)),
+                )
+                .order(outbox::next_attempt_at.asc())
+                .limit(limit)
+                .select(outbox::id)
+                .for_update()
+                .skip_locked()
+                .load(pg)?;
+            diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
+                .set((
+                    outbox::lease_owner.eq(owner),
+                    outbox::lease_until.eq(lease_until),
+                    outbox::attempts.eq(outbox::attempts + 1),
+                ))
+                .execute(pg)?;
+            Ok::<_, diesel::result::Error>(ids)
+        })?,
+        DbConnection::Sqlite(_) => write_transaction(conn, |conn| {
+            let ids: Vec<String> = outbox::table
+                .filter(outbox::state.eq("pending"))
+                .filter(outbox::next_attempt_at.le(now))
+                .filter(
+                    outbox::lease_until
+                        .is_null()
+                        .or(outbox::lease_until.le(now)),
+                )
+                .order(outbox::next_attempt_at.asc())
+                .limit(limit)
+                .select(outbox::id)
+                .load(conn)?;
+            diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
+                .set((
+                    outbox::lease_owner.eq(owner),
+                    outbox::lease_until.eq(lease_until),
+                    outbox::attempts.eq(outbox::attempts + 1),
+                ))
+                .execute(conn)?;
+            Ok::<_, diesel::result::Error>(ids)
+        })?,
+    };
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(outbox::table
+        .filter(outbox::id.eq_any(&ids))
+        .order(outbox::next_attempt_at.asc())
+        .select(OutboxRow::as_select())
+        .load(conn)?)
+}
+
+/// Marks a claimed row sent and forgets its payload (which may hold a
+/// token in clear). Returns false if the lease was lost meanwhile.
+pub fn mark_sent(
+    conn: &mut DbConnection,
+    id: &str,
+    owner: &str,
+    now: NaiveDateTime,
+) -> Result<bool, DbError> {
+    let updated = diesel::update(
+        outbox::table
+            .filter(outbox::id.eq(id))
+            .filter(outbox::lease_owner.eq(owner)),
+    )
+    .set((
+        outbox::state.eq("sent"),
+        outbox::sent_at.eq(now),
+        outbox::payload.eq("{}"),
+        outbox::lease_owner.eq(None::<String>),
+        outbox::lease_until.eq(None::<NaiveDateTime>),
+        outbox::last_error.eq(None::<String>),
+    ))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Records a failed attempt: due again at `retry_at`, or `dead` when
+/// `dead` is set. The row is never dropped.
+pub fn mark_failed(
+    conn: &mut DbConnection,
+    id: &str,
+    owner: &str,
+    error: &str,
+    retry_at: NaiveDateTime,
+    dead: bool,
+) -> Result<(), DbError> {
+    let error: String = error.chars().take(2_000).collect();
+    diesel::update(
+        outbox::table
+            .filter(outbox::id.eq(id))
+            .filter(outbox::lease_owner.eq(owner)),
+    )
+    .set((
+        outbox::state.eq(if dead { "dead" } else { "pending" }),
+        outbox::next_attempt_at.eq(retry_at),
+        outbox::last_error.eq(error),
+        outbox::lease_owner.eq(None::<String>),
+        outbox::lease_until.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Ends a row that can no longer be delivered (its subscriber was erased,
+/// its subscription left); kept for the record.
+pub fn cancel(conn: &mut DbConnection, id: &str, reason: &str) -> Result<(), DbError> {
+    diesel::update(outbox::table.filter(outbox::id.eq(id)))
+        .set((
+            outbox::state.eq("cancelled"),
+            outbox::payload.eq("{}"),
+            outbox::last_error.eq(reason),
+            outbox::lease_owner.eq(None::<String>),
+            outbox::lease_until.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Gives back every lease `owner` holds (a stopping worker), so other
+/// instances need not wait for the leases to expire.
+pub fn release_leases(conn: &mut DbConnection, owner: &str) -> Result<usize, DbError> {
+    Ok(diesel::update(
+        outbox::table
+            .filter(outbox::lease_owner.eq(owner))
+            .filter(outbox::state.eq("pending")),
+    )
+    .set((
+        outbox::lease_owner.eq(None::<String>),
+        outbox::lease_until.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)?)
+}
+
+/// Rows in a state, newest first.
+pub fn list_by_state(
+    conn: &mut DbConnection,
+    state: &str,
+    limit: i64,
+) -> Result<Vec<OutboxRow>, DbError> {
+    Ok(outbox::table
+        .filter(outbox::state.eq(state))
+        .order(outbox::created_at.desc())
+        .limit(limit)
+        .select(OutboxRow::as_select())
+        .load(conn)?)
+}
+
+/// The earliest time a pending row is due, if any.
+pub fn next_due(conn: &mut DbConnection) -> Result<Option<NaiveDateTime>, DbError> {
+    Ok(outbox::table
+        .filter(outbox::state.eq("pending"))
+        .select(diesel::dsl::min(outbox::next_attempt_at))
+        .first::<Option<NaiveDateTime>>(conn)?)
+}

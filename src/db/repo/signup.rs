@@ -1,0 +1,266 @@
+//! Recording a sign-up: subscriber, subscription, consent event with its
+//! evidence, confirmation token and outbox row, in the caller's transaction.
+
+use chrono::{Duration, NaiveDateTime};
+use diesel::prelude::*;
+use serde_json::json;
+
+use crate::db::models::{ConfirmationTokenRow, SubscriberRow, SubscriptionRow};
+use crate::db::repo::ledger::{self, NewEvent};
+use crate::db::repo::lists::{self, ConsentRef, ConsentVersion};
+use crate::db::repo::outbox::{self, OutboxKind};
+use crate::db::schema::{confirmation_tokens, subscribers, subscriptions};
+use crate::db::{DbConnection, DbError};
+use crate::domain::state::SignupTransition;
+use crate::domain::{ConfirmationToken, EmailAddress, PersonName, SubscriptionState};
+use crate::ledger::evidence::SealedEvidence;
+use crate::ledger::{ChainHead, EventKind, EventMethod};
+
+/// How the consent text of a sign-up was identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentSource {
+    /// The form sent the version id.
+    VersionId,
+    /// The form sent the verbatim text.
+    Text,
+    /// The form sent both, and they agree.
+    VersionIdAndText,
+    /// The form sent neither: the list's current version was recorded.
+    ListCurrent,
+}
+
+impl ConsentSource {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentSource::VersionId => "version_id",
+            ConsentSource::Text => "text",
+            ConsentSource::VersionIdAndText => "version_id_and_text",
+            ConsentSource::ListCurrent => "list_current",
+        }
+    }
+}
+
+/// A validated sign-up.
+#[derive(Debug, Clone)]
+pub struct SignupInput {
+    pub list_id: String,
+    pub double_opt_in: bool,
+    pub email: EmailAddress,
+    /// Keyed hash of the address's identity.
+    pub email_hmac: String,
+    pub name: Option<PersonName>,
+    pub consent: ConsentRef,
+    pub consent_source: ConsentSource,
+    pub method: EventMethod,
+    pub evidence: SealedEvidence,
+    pub token: ConfirmationToken,
+    pub token_ttl: Duration,
+    /// Domain of the deterministic Message-IDs.
+    pub message_domain: String,
+}
+
+/// What the sign-up did. The HTTP answer is the same for every outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignupOutcome {
+    /// A confirmation email is queued.
+    ConfirmationQueued { outbox_id: String },
+    /// Already confirmed: nothing changed, nothing sent.
+    AlreadyConfirmed,
+    /// The list has no double opt-in: confirmed at once.
+    ConfirmedWithoutOptIn,
+}
+
+/// Why a sign-up was refused after looking at the database.
+#[derive(Debug, thiserror::Error)]
+pub enum SignupError {
+    #[error("the consent version is not registered for this list")]
+    ConsentVersionUnknown,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl crate::db::RetryableError for SignupError {
+    fn is_retryable(&self) -> bool {
+        matches!(self, SignupError::Db(error) if error.is_retryable())
+    }
+}
+
+impl From<diesel::result::Error> for SignupError {
+    fn from(error: diesel::result::Error) -> Self {
+        SignupError::Db(DbError::Query(error))
+    }
+}
+
+/// Records one sign-up. Runs inside the caller's write transaction.
+pub fn record(
+    conn: &mut DbConnection,
+    input: &SignupInput,
+    now: NaiveDateTime,
+) -> Result<SignupOutcome, SignupError> {
+    let version = lists::find_version(conn, &input.list_id, &input.consent)?
+        .ok_or(SignupError::ConsentVersionUnknown)?;
+    let subscriber = find_or_create_subscriber(conn, input, now)?;
+    let existing = subscriptions::table
+        .filter(subscriptions::subscriber_id.eq(&subscriber.id))
+        .filter(subscriptions::list_id.eq(&input.list_id))
+        .select(SubscriptionRow::as_select())
+        .first(conn)
+        .optional()?;
+    let subscription_id = match existing {
+        None => {
+            let id = super::new_id();
+            diesel::insert_into(subscriptions::table)
+                .values(SubscriptionRow {
+                    id: id.clone(),
+                    subscriber_id: subscriber.id.clone(),
+                    list_id: input.list_id.clone(),
+                    state: SubscriptionState::Pending.as_str().to_owned(),
+                    consent_version_id: version.id.clone(),
+                    created_at: now,
+                    updated_at: now,
+                    confirmed_at: None,
+                    ended_at: None,
+                })
+                .execute(conn)?;
+            id
+        }
+        Some(row) => {
+            let state = SubscriptionState::parse(&row.state).map_err(|e| {
+                DbError::Query(diesel::result::Error::DeserializationError(e.into()))
+            })?;
+            match state.on_signup() {
+                SignupTransition::AlreadyConfirmed => return Ok(SignupOutcome::AlreadyConfirmed),
+                SignupTransition::Reissue | SignupTransition::Restart => {
+                    diesel::update(subscriptions::table.find(&row.id))
+                        .set((
+                            subscriptions::state.eq(SubscriptionState::Pending.as_str()),
+                            subscriptions::consent_version_id.eq(&version.id),
+                            subscriptions::updated_at.eq(now),
+                            subscriptions::confirmed_at.eq(None::<NaiveDateTime>),
+                            subscriptions::ended_at.eq(None::<NaiveDateTime>),
+                        ))
+                        .execute(conn)?;
+                    row.id
+                }
+            }
+        }
+    };
+    if let Some(name) = &input.name {
+        diesel::update(subscribers::table.find(&subscriber.id))
+            .set(subscribers::name.eq(name.as_str()))
+            .execute(conn)?;
+    }
+    ledger::store_evidence(conn, &input.evidence, now)?;
+    let head = ChainHead {
+        seq: subscriber.chain_seq,
+        hash: subscriber.chain_head.clone(),
+    };
+    if input.double_opt_in {
+        let (_, event_ids) = ledger::append(
+            conn,
+            &subscriber.id,
+            &head,
+            &[requested_event(input, &version, &subscription_id, now)],
+        )?;
+        let request_event_id = event_ids.into_iter().next().unwrap_or_default();
+        diesel::insert_into(confirmation_tokens::table)
+            .values(ConfirmationTokenRow {
+                token_sha256: input.token.digest().as_str().to_owned(),
+                subscription_id: subscription_id.clone(),
+                request_event_id,
+                created_at: now,
+                expires_at: now + input.token_ttl,
+                used_at: None,
+            })
+            .execute(conn)?;
+        let outbox_id = outbox::enqueue(
+            conn,
+            OutboxKind::Confirmation,
+            Some(&subscription_id),
+            &json!({ "token": input.token.as_str() }),
+            &input.message_domain,
+            now,
+        )?;
+        Ok(SignupOutcome::ConfirmationQueued { outbox_id })
+    } else {
+        let confirmed = NewEvent {
+            kind: EventKind::ConsentConfirmed,
+            method: Some(EventMethod::SingleOptIn),
+            ..requested_event(input, &version, &subscription_id, now)
+        };
+        ledger::append(
+            conn,
+            &subscriber.id,
+            &head,
+            &[
+                requested_event(input, &version, &subscription_id, now),
+                confirmed,
+            ],
+        )?;
+        diesel::update(subscriptions::table.find(&subscription_id))
+            .set((
+                subscriptions::state.eq(SubscriptionState::Confirmed.as_str()),
+                subscriptions::confirmed_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(SignupOutcome::ConfirmedWithoutOptIn)
+    }
+}
+
+fn requested_event<'a>(
+    input: &'a SignupInput,
+    version: &'a ConsentVersion,
+    subscription_id: &'a str,
+    now: NaiveDateTime,
+) -> NewEvent<'a> {
+    NewEvent {
+        kind: EventKind::ConsentRequested,
+        occurred_at: now,
+        subscription_id: Some(subscription_id),
+        list_id: Some(&input.list_id),
+        consent_version_id: Some(&version.id),
+        consent_sha256: Some(&version.sha256),
+        method: Some(input.method),
+        evidence_sha256: Some(&input.evidence.sha256),
+        details: json!({
+            "consent_source": input.consent_source.as_str(),
+            "double_opt_in": input.double_opt_in,
+            "token_expires_at": crate::ledger::chain::format_time(now + input.token_ttl),
+        }),
+    }
+}
+
+fn find_or_create_subscriber(
+    conn: &mut DbConnection,
+    input: &SignupInput,
+    now: NaiveDateTime,
+) -> Result<SubscriberRow, DbError> {
+    let key = input.email.key();
+    let found = subscribers::table
+        .filter(subscribers::email_key.eq(&key))
+        .select(SubscriberRow::as_select())
+        .first(conn)
+        .optional()?;
+    if let Some(row) = found {
+        return Ok(row);
+    }
+    let genesis = ChainHead::genesis();
+    let row = SubscriberRow {
+        id: super::new_id(),
+        email: Some(input.email.as_str().to_owned()),
+        email_key: Some(key),
+        email_hmac: input.email_hmac.clone(),
+        name: None,
+        created_at: now,
+        erased_at: None,
+        chain_seq: genesis.seq,
+        chain_head: genesis.hash,
+    };
+    // A concurrent sign-up of the same new address makes this a unique
+    // violation; the caller retries the transaction and finds the row.
+    diesel::insert_into(subscribers::table)
+        .values(&row)
+        .execute(conn)?;
+    Ok(row)
+}

@@ -1,0 +1,263 @@
+//! Errors as users see them: `application/problem+json` (RFC 9457) for API
+//! clients, a readable page for browsers. Causes go to the log, never into
+//! a response.
+
+use std::sync::OnceLock;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use minijinja::context;
+use serde::Serialize;
+
+use crate::db::DbError;
+use crate::render::Templates;
+
+/// How a response should be shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Html,
+}
+
+/// One problem with one input field, with a stable code.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl FieldError {
+    /// Builds a field error.
+    pub fn new(field: &'static str, code: &'static str, detail: impl Into<String>) -> Self {
+        FieldError {
+            field,
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ErrorKind {
+    #[error("invalid input")]
+    Validation {
+        errors: Vec<FieldError>,
+        /// Where the browser page's "back" link goes.
+        back_url: String,
+    },
+    #[error("malformed request: {0}")]
+    BadRequest(String),
+    #[error("not found")]
+    NotFound,
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("unsupported content type")]
+    UnsupportedMediaType,
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// An error with the format its response takes.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}")]
+pub struct AppError {
+    pub kind: ErrorKind,
+    pub format: Format,
+    pub lang: String,
+}
+
+impl AppError {
+    /// Wraps a kind for a format.
+    pub fn new(kind: ErrorKind, format: Format) -> Self {
+        AppError {
+            kind,
+            format,
+            lang: "en".to_owned(),
+        }
+    }
+
+    /// An unexpected failure, logged with its whole chain.
+    pub fn internal(error: impl Into<anyhow::Error>, format: Format) -> Self {
+        AppError::new(ErrorKind::Internal(error.into()), format)
+    }
+
+    /// A database failure: 503 when the database is out of reach or
+    /// refusing writes, otherwise 500.
+    pub fn database(error: DbError, format: Format) -> Self {
+        if error.is_unavailable() {
+            AppError::new(ErrorKind::Unavailable(error.to_string()), format)
+        } else {
+            AppError::internal(error, format)
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match &self.kind {
+            ErrorKind::Validation { .. } => "validation_failed",
+            ErrorKind::BadRequest(_) => "malformed_request",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::UnsupportedMediaType => "unsupported_media_type",
+            ErrorKind::Unavailable(_) => "service_unavailable",
+            ErrorKind::Internal(_) => "internal_error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match &self.kind {
+            ErrorKind::Validation { .. } => "The request has invalid fields",
+            ErrorKind::BadRequest(_) => "The request could not be read",
+            ErrorKind::NotFound => "Not found",
+            ErrorKind::PayloadTooLarge => "The request body is too large",
+            ErrorKind::UnsupportedMediaType => "Unsupported content type",
+            ErrorKind::Unavailable(_) => "The service is temporarily unavailable",
+            ErrorKind::Internal(_) => "Something went wrong on our side",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match &self.kind {
+            ErrorKind::Validation { errors, .. } => errors
+                .iter()
+                .map(|e| e.detail.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            ErrorKind::BadRequest(why) => why.clone(),
+            ErrorKind::NotFound => "There is nothing at this address.".to_owned(),
+            ErrorKind::PayloadTooLarge => "Send at most 16 KiB.".to_owned(),
+            ErrorKind::UnsupportedMediaType => {
+                "Send application/x-www-form-urlencoded, multipart/form-data or application/json."
+                    .to_owned()
+            }
+            ErrorKind::Unavailable(_) => "Please try again in a moment.".to_owned(),
+            ErrorKind::Internal(_) => "The error was logged. Please try again later.".to_owned(),
+        }
+    }
+}
+
+/// The built-in templates for error pages (which have no request state).
+pub fn builtin_templates() -> &'static Templates {
+    static TEMPLATES: OnceLock<Templates> = OnceLock::new();
+    TEMPLATES
+        .get_or_init(|| Templates::builtin().expect("built-in templates compile (unit-tested)"))
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+}
+
+/// A problem+json response.
+pub fn problem_response(
+    status: StatusCode,
+    code: &str,
+    title: &str,
+    detail: String,
+    errors: Option<&[FieldError]>,
+) -> HttpResponse {
+    let body = Problem {
+        kind: format!("urn:assent:problem:{code}"),
+        title,
+        status: status.as_u16(),
+        detail,
+        code,
+        errors,
+    };
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, "application/problem+json"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(serde_json::to_string(&body).unwrap_or_else(|_| "{}".to_owned()))
+}
+
+/// The headers every HTML page carries.
+pub fn html_response(status: StatusCode, body: String, form_action: &str) -> HttpResponse {
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static("default-src 'none'")),
+        ))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .body(body)
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match &self.kind {
+            ErrorKind::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorKind::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        match &self.kind {
+            ErrorKind::Internal(error) => {
+                tracing::error!(error = ?error, "request failed");
+            }
+            ErrorKind::Unavailable(why) => {
+                tracing::warn!(reason = %why, "answering 503");
+            }
+            _ => {}
+        }
+        let mut response = match self.format {
+            Format::Json => {
+                let errors = match &self.kind {
+                    ErrorKind::Validation { errors, .. } => Some(errors.as_slice()),
+                    _ => None,
+                };
+                problem_response(status, self.code(), self.title(), self.detail(), errors)
+            }
+            Format::Html => {
+                let rendered = match &self.kind {
+                    ErrorKind::Validation { errors, back_url } => builtin_templates().render(
+                        "signup_errors.html",
+                        &self.lang,
+                        context! { title => self.title(), errors => errors, back_url => back_url },
+                    ),
+                    _ => builtin_templates().render(
+                        "message.html",
+                        &self.lang,
+                        context! { title => self.title(), message => self.detail(), link => "", link_text => "" },
+                    ),
+                };
+                match rendered {
+                    Ok(body) => html_response(status, body, "'none'"),
+                    Err(error) => {
+                        tracing::error!(error = %error, "rendering an error page failed");
+                        HttpResponse::build(status)
+                            .content_type("text/plain; charset=utf-8")
+                            .body(self.title())
+                    }
+                }
+            }
+        };
+        if matches!(self.kind, ErrorKind::Unavailable(_)) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}

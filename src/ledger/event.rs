@@ -1,0 +1,60 @@
+//! Event kinds and methods as stored in the ledger.
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A sign-up: the person asked to subscribe, agreeing to a consent text.
+    ConsentRequested,
+    /// The double-opt-in email left for the recipient's server.
+    ConfirmationSent,
+    /// The deliberate click on the confirmation page.
+    ConsentConfirmed,
+    /// Left one list.
+    Unsubscribed,
+    /// Withdrew consent.
+    ConsentWithdrawn,
+    /// Personal data removed.
+    Erased,
+}
+
+impl EventKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::ConsentRequested => "consent_requested",
+            EventKind::ConfirmationSent => "confirmation_sent",
+            EventKind::ConsentConfirmed => "consent_confirmed",
+            EventKind::Unsubscribed => "unsubscribed",
+            EventKind::ConsentWithdrawn => "consent_withdrawn",
+            EventKind::Erased => "erased",
+        }
+    }
+}
+
+/// How an event came about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventMethod {
+    /// A web form post.
+    Form,
+    /// A JSON API call.
+    Api,
+    /// The confirmation page's button.
+    ConfirmationPage,
+    /// A list without double opt-in: confirmed by the sign-up itself.
+    SingleOptIn,
+    /// Sent by the outbox worker.
+    Mail,
+}
+
+impl EventMethod {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventMethod::Form => "form",
+            EventMethod::Api => "api",
+            EventMethod::ConfirmationPage => "confirmation_page",
+            EventMethod::SingleOptIn => "single_opt_in",
+            EventMethod::Mail => "mail",
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The consent ledger: append-only events chained per subscriber, the
+//! evidence they point to, and verification.
+
+pub mod chain;
+pub mod event;
+pub mod evidence;
+
+pub use chain::{ChainHead, GENESIS_HASH, event_hash};
+pub use event::{EventKind, EventMethod};
+pub use evidence::Evidence;

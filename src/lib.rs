@@ -1,0 +1,17 @@
+//! Assent: records what people agreed to, confirms by double opt-in,
+//! handles unsubscribing, and proves it all later.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod context;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod ledger;
+pub mod mail;
+pub mod registry;
+pub mod render;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

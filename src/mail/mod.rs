@@ -1,0 +1,9 @@
+//! Mail: building messages, the transports (SMTP and `.eml` files) and the
+//! outbox worker that delivers them.
+
+pub mod headers;
+pub mod message;
+pub mod transport;
+pub mod worker;
+
+pub use transport::{Mailer, SendError};

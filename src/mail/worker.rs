@@ -1,0 +1,310 @@
+//! The outbox worker: claims due rows under a lease, sends outside any
+//! transaction, records the outcome; retries with exponential backoff and
+//! moves a row to `dead` after the configured attempts. Nothing is dropped.
+
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use futures_util::StreamExt;
+use lettre::Message;
+use tokio::sync::watch;
+
+use crate::clock::naive;
+use crate::context::SharedContext;
+use crate::db::models::OutboxRow;
+use crate::db::repo::confirm::{self, ConfirmationMailContext};
+use crate::db::repo::outbox::{self, OutboxKind};
+use crate::db::{DbError, retry, write_transaction};
+use crate::domain::SubscriptionState;
+use crate::mail::{SendError, message};
+use crate::telemetry::spawn_blocking_in_span;
+
+/// Why a pass of the worker failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("the blocking pool is gone")]
+    Blocking,
+}
+
+/// A claimed row, ready to send or to be settled without sending.
+enum Prepared {
+    Send {
+        row: OutboxRow,
+        message: Box<Message>,
+        context: ConfirmationMailContext,
+    },
+    /// Cannot be delivered any more (erased subscriber, subscription no
+    /// longer pending): cancelled, kept for the record.
+    Cancel { row: OutboxRow, reason: String },
+    /// Could not be built (a template or data problem): counts as a failed
+    /// attempt so it ends in `dead` if it never works.
+    Fail { row: OutboxRow, error: String },
+}
+
+/// Runs until `shutdown` turns true, then gives back its leases.
+pub async fn run(ctx: SharedContext, mut shutdown: watch::Receiver<bool>) {
+    let poll = Duration::from_millis(ctx.settings.outbox.poll_interval_ms.max(10));
+    tracing::info!(instance = %ctx.instance_id, mailer = ctx.mailer.kind(), "outbox worker started");
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        match dispatch_due(&ctx).await {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = %error, "outbox pass failed"),
+        }
+        tokio::select! {
+            _ = ctx.outbox_wake.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    let pool = ctx.pool.clone();
+    let owner = ctx.instance_id.clone();
+    let released = spawn_blocking_in_span(move || {
+        let mut conn = pool.get().map_err(DbError::from)?;
+        outbox::release_leases(&mut conn, &owner)
+    })
+    .await;
+    match released {
+        Ok(Ok(n)) => tracing::info!(released = n, "outbox worker stopped"),
+        Ok(Err(error)) => {
+            tracing::warn!(error = %error, "outbox worker could not release its leases")
+        }
+        Err(_) => tracing::warn!("outbox worker could not release its leases"),
+    }
+}
+
+/// One pass: claims a batch of due rows and settles each. Returns how many
+/// rows it claimed (0 when nothing was due).
+pub async fn dispatch_due(ctx: &SharedContext) -> Result<usize, WorkerError> {
+    let now = ctx.clock.now();
+    let lease = chrono::Duration::seconds(ctx.settings.outbox.lease_secs as i64);
+    let limit = i64::from(ctx.settings.outbox.batch_size);
+    let pool = ctx.pool.clone();
+    let owner = ctx.instance_id.clone();
+    let claimed = spawn_blocking_in_span(move || {
+        let mut conn = pool.get().map_err(DbError::from)?;
+        let rows =
+            retry(|| outbox::claim_due(&mut conn, &owner, naive(now), naive(now + lease), limit))?;
+        let mut contexts = Vec::with_capacity(rows.len());
+        for row in rows {
+            let context = match &row.subscription_id {
+                Some(id) => Some(confirm::mail_context(&mut conn, id)?),
+                None => None,
+            };
+            contexts.push((row, context));
+        }
+        Ok::<_, DbError>(contexts)
+    })
+    .await
+    .map_err(|_| WorkerError::Blocking)??;
+    let count = claimed.len();
+    if count == 0 {
+        return Ok(0);
+    }
+    let prepared: Vec<Prepared> = claimed
+        .into_iter()
+        .map(|(row, context)| prepare(ctx, row, context))
+        .collect();
+    let concurrency = match &ctx.mailer {
+        crate::mail::Mailer::Smtp { .. } => 4,
+        crate::mail::Mailer::File(_) => 8,
+    };
+    futures_util::stream::iter(prepared)
+        .for_each_concurrent(concurrency, |item| async move {
+            if let Err(error) = settle(ctx, item).await {
+                tracing::warn!(error = %error, "recording an outbox outcome failed; the lease will expire and the row be retried");
+            }
+        })
+        .await;
+    Ok(count)
+}
+
+fn prepare(
+    ctx: &SharedContext,
+    row: OutboxRow,
+    context: Option<ConfirmationMailContext>,
+) -> Prepared {
+    let Some(kind) = OutboxKind::parse(&row.kind) else {
+        let error = format!("unknown outbox kind {:?}", row.kind);
+        return Prepared::Fail { row, error };
+    };
+    match kind {
+        OutboxKind::Confirmation => {
+            let Some(context) = context else {
+                return Prepared::Fail {
+                    row,
+                    error: "confirmation without a subscription".to_owned(),
+                };
+            };
+            let Some(email) = context.email.clone() else {
+                return Prepared::Cancel {
+                    row,
+                    reason: "subscriber erased".to_owned(),
+                };
+            };
+            if context.state != SubscriptionState::Pending {
+                return Prepared::Cancel {
+                    row,
+                    reason: format!("subscription is {}", context.state.as_str()),
+                };
+            }
+            let Some(list) = ctx.lists.by_id(&context.list_id) else {
+                return Prepared::Fail {
+                    row,
+                    error: "the list is no longer configured".to_owned(),
+                };
+            };
+            let token = serde_json::from_str::<serde_json::Value>(&row.payload)
+                .ok()
+                .and_then(|v| v.get("token").and_then(|t| t.as_str()).map(str::to_owned));
+            let Some(token) = token else {
+                return Prepared::Fail {
+                    row,
+                    error: "the confirmation payload has no token".to_owned(),
+                };
+            };
+            let url = ctx.settings.public_url(&format!("confirm/{token}"));
+            let ttl_days = ctx.settings.tokens.confirmation_ttl_hours.div_ceil(24);
+            match message::confirmation(
+                &ctx.templates,
+                list,
+                &email,
+                &url,
+                &row.message_id,
+                ttl_days,
+            ) {
+                Ok(message) => Prepared::Send {
+                    row,
+                    message: Box::new(message),
+                    context,
+                },
+                Err(error) => Prepared::Fail {
+                    row,
+                    error: error.to_string(),
+                },
+            }
+        }
+    }
+}
+
+/// The delay before attempt `attempts + 1`.
+pub fn backoff(attempts: i32, base_secs: u64, max_secs: u64) -> chrono::Duration {
+    let exponent = attempts.saturating_sub(1).clamp(0, 30) as u32;
+    let secs = base_secs.saturating_mul(1u64 << exponent).min(max_secs);
+    chrono::Duration::seconds(secs as i64)
+}
+
+async fn settle(ctx: &SharedContext, item: Prepared) -> Result<(), WorkerError> {
+    match item {
+        Prepared::Send {
+            row,
+            message,
+            context,
+        } => {
+            let result = ctx.mailer.send(*message, &row.id).await;
+            let now = naive(ctx.clock.now());
+            match result {
+                Ok(()) => record_sent(ctx, row, context, now).await,
+                Err(error) => record_failure(ctx, row, error, now).await,
+            }
+        }
+        Prepared::Cancel { row, reason } => {
+            let pool = ctx.pool.clone();
+            spawn_blocking_in_span(move || {
+                let mut conn = pool.get().map_err(DbError::from)?;
+                outbox::cancel(&mut conn, &row.id, &reason)
+            })
+            .await
+            .map_err(|_| WorkerError::Blocking)??;
+            Ok(())
+        }
+        Prepared::Fail { row, error } => {
+            let now = naive(ctx.clock.now());
+            record_failure(ctx, row, SendError::Permanent(error), now).await
+        }
+    }
+}
+
+async fn record_sent(
+    ctx: &SharedContext,
+    row: OutboxRow,
+    context: ConfirmationMailContext,
+    now: NaiveDateTime,
+) -> Result<(), WorkerError> {
+    tracing::info!(outbox_id = %row.id, kind = %row.kind, attempts = row.attempts, "mail sent");
+    let pool = ctx.pool.clone();
+    let owner = ctx.instance_id.clone();
+    spawn_blocking_in_span(move || {
+        let mut conn = pool.get().map_err(DbError::from)?;
+        retry(|| {
+            write_transaction(&mut conn, |conn| {
+                if !outbox::mark_sent(conn, &row.id, &owner, now)? {
+                    tracing::warn!(outbox_id = %row.id, "lease lost before the send was recorded");
+                }
+                if let Some(subscription_id) = &row.subscription_id {
+                    confirm::record_confirmation_sent(
+                        conn,
+                        &context,
+                        subscription_id,
+                        &row.message_id,
+                        now,
+                    )?;
+                }
+                Ok::<_, DbError>(())
+            })
+        })
+    })
+    .await
+    .map_err(|_| WorkerError::Blocking)??;
+    Ok(())
+}
+
+async fn record_failure(
+    ctx: &SharedContext,
+    row: OutboxRow,
+    error: SendError,
+    now: NaiveDateTime,
+) -> Result<(), WorkerError> {
+    let settings = &ctx.settings.outbox;
+    let dead = row.attempts >= settings.max_attempts as i32;
+    let retry_at = now
+        + backoff(
+            row.attempts,
+            settings.backoff_base_secs,
+            settings.backoff_max_secs,
+        );
+    let message = error.to_string();
+    if dead {
+        tracing::error!(outbox_id = %row.id, attempts = row.attempts, error = %message, "mail moved to dead letters");
+    } else {
+        tracing::warn!(outbox_id = %row.id, attempts = row.attempts, error = %message, "mail send failed; will retry");
+    }
+    let pool = ctx.pool.clone();
+    let owner = ctx.instance_id.clone();
+    spawn_blocking_in_span(move || {
+        let mut conn = pool.get().map_err(DbError::from)?;
+        outbox::mark_failed(&mut conn, &row.id, &owner, &message, retry_at, dead)
+    })
+    .await
+    .map_err(|_| WorkerError::Blocking)??;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        assert_eq!(backoff(1, 30, 3600).num_seconds(), 30);
+        assert_eq!(backoff(2, 30, 3600).num_seconds(), 60);
+        assert_eq!(backoff(4, 30, 3600).num_seconds(), 240);
+        assert_eq!(backoff(20, 30, 3600).num_seconds(), 3600);
+        assert_eq!(backoff(i32::MAX, 30, 3600).num_seconds(), 3600);
+    }
+}

@@ -1,0 +1,209 @@
+//! Templates compiled into the binary (pages and emails), rendered with
+//! minijinja; HTML templates escape everything they show.
+
+use minijinja::{Environment, Value, context};
+
+/// The stylesheet every page links to.
+pub const STYLESHEET: &str = include_str!("templates/assent.css");
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("layout.html", include_str!("templates/layout.html")),
+    ("index.html", include_str!("templates/index.html")),
+    ("form.html", include_str!("templates/form.html")),
+    (
+        "check_inbox.html",
+        include_str!("templates/check_inbox.html"),
+    ),
+    (
+        "signup_errors.html",
+        include_str!("templates/signup_errors.html"),
+    ),
+    ("confirm.html", include_str!("templates/confirm.html")),
+    ("confirmed.html", include_str!("templates/confirmed.html")),
+    ("message.html", include_str!("templates/message.html")),
+    (
+        "confirmation_email.txt",
+        include_str!("templates/confirmation_email.txt"),
+    ),
+    (
+        "confirmation_email.html",
+        include_str!("templates/confirmation_email.html"),
+    ),
+];
+
+/// The compiled templates.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+/// A template failed to render (a bug in a template, never user input).
+#[derive(Debug, thiserror::Error)]
+#[error("rendering {template}: {source}")]
+pub struct RenderError {
+    template: String,
+    #[source]
+    source: minijinja::Error,
+}
+
+impl Templates {
+    /// Compiles the built-in templates; a broken one fails here, at start-up.
+    pub fn builtin() -> Result<Self, RenderError> {
+        let mut env = Environment::new();
+        // Escape .html by name; .txt stays as is (mail text parts).
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.set_formatter(html_formatter);
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)
+                .map_err(|source| RenderError {
+                    template: (*name).to_owned(),
+                    source,
+                })?;
+        }
+        Ok(Templates { env })
+    }
+
+    /// Renders a template with the strings of `lang` available as `t`.
+    pub fn render(&self, name: &str, lang: &str, ctx: Value) -> Result<String, RenderError> {
+        let template = self.env.get_template(name).map_err(|source| RenderError {
+            template: name.to_owned(),
+            source,
+        })?;
+        let full = context! { t => strings(lang), lang => lang, ..ctx };
+        template.render(full).map_err(|source| RenderError {
+            template: name.to_owned(),
+            source,
+        })
+    }
+}
+
+/// Escapes `& < > " '` in HTML templates. minijinja's default also escapes
+/// `/`, which turns every URL in a page or mail into `&#x2f;` soup.
+fn html_formatter(
+    out: &mut minijinja::Output<'_>,
+    state: &minijinja::State<'_, '_>,
+    value: &Value,
+) -> Result<(), minijinja::Error> {
+    if state.auto_escape() == minijinja::AutoEscape::Html
+        && !value.is_safe()
+        && let Some(text) = value.as_str()
+    {
+        return out
+            .write_str(&escape_html(text))
+            .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()));
+    }
+    minijinja::escape_formatter(out, state, value)
+}
+
+/// Escapes text for HTML element content and quoted attributes.
+pub fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#x27;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+/// The words of pages and emails in a language (English unless German).
+pub fn strings(lang: &str) -> Value {
+    if lang == "de" || lang.starts_with("de-") {
+        context! {
+            email_label => "E-Mail-Adresse",
+            name_label => "Name",
+            optional => "freiwillig",
+            subscribe => "Anmelden",
+            fix_errors => "Bitte korrigieren Sie:",
+            errors_title => "Die Anmeldung ist nicht vollständig",
+            go_back => "Zurück zum Formular",
+            check_inbox_title => "Bitte prüfen Sie Ihr Postfach",
+            check_inbox_body => "Wenn die Adresse angemeldet werden kann, haben wir eine E-Mail mit einem Bestätigungslink geschickt. Erst nach Ihrem Klick auf diesen Link ist die Anmeldung wirksam.",
+            confirm_title => "Anmeldung bestätigen",
+            confirm_intro => "Sie sind dabei, Ihre Anmeldung zu bestätigen für",
+            you_agreed => "Sie haben dieser Erklärung zugestimmt:",
+            confirm_button => "Anmeldung bestätigen",
+            confirm_ignore => "Wenn Sie sich nicht angemeldet haben, schließen Sie diese Seite einfach. Ohne Bestätigung erhalten Sie nichts.",
+            confirmed_title => "Anmeldung bestätigt",
+            confirmed_body => "Vielen Dank. Ihre Anmeldung ist bestätigt für",
+            mail_hello => "Hallo,",
+            mail_asked => "jemand (hoffentlich Sie) hat diese Adresse angemeldet für",
+            mail_click => "Bitte bestätigen Sie die Anmeldung über diesen Link:",
+            mail_button => "Anmeldung bestätigen",
+            mail_expiry => "Der Link ist {days} Tage gültig.",
+            mail_ignore => "Wenn Sie sich nicht angemeldet haben, ignorieren Sie diese E-Mail; Sie erhalten dann nichts weiter.",
+            confirm_subject => "Bitte bestätigen Sie Ihre Anmeldung",
+            not_found_title => "Link nicht gefunden",
+            not_found_body => "Dieser Link ist ungültig. Bitte prüfen Sie, ob er vollständig kopiert wurde.",
+            expired_title => "Link abgelaufen",
+            expired_body => "Dieser Bestätigungslink ist abgelaufen. Bitte melden Sie sich erneut an; Sie erhalten dann einen neuen Link.",
+            superseded_title => "Link nicht mehr gültig",
+            superseded_body => "Dieser Link gilt nicht mehr. Bitte melden Sie sich erneut an.",
+            sign_up_again => "Erneut anmelden",
+        }
+    } else {
+        context! {
+            email_label => "Email address",
+            name_label => "Name",
+            optional => "optional",
+            subscribe => "Subscribe",
+            fix_errors => "Please correct the following:",
+            errors_title => "The sign-up is not complete",
+            go_back => "Back to the form",
+            check_inbox_title => "Please check your inbox",
+            check_inbox_body => "If this address can be signed up, we have sent it an email with a confirmation link. The subscription starts only when you click that link.",
+            confirm_title => "Confirm your subscription",
+            confirm_intro => "You are about to confirm your subscription to",
+            you_agreed => "You agreed to this statement:",
+            confirm_button => "Confirm subscription",
+            confirm_ignore => "If you did not sign up, just close this page. Without confirmation you will receive nothing.",
+            confirmed_title => "Subscription confirmed",
+            confirmed_body => "Thank you. Your subscription is confirmed for",
+            mail_hello => "Hello,",
+            mail_asked => "someone (hopefully you) signed up this address for",
+            mail_click => "Please confirm the subscription by opening this link:",
+            mail_button => "Confirm subscription",
+            mail_expiry => "The link is valid for {days} days.",
+            mail_ignore => "If you did not sign up, ignore this email and you will hear nothing more.",
+            confirm_subject => "Please confirm your subscription",
+            not_found_title => "Link not found",
+            not_found_body => "This link is not valid. Please check that it was copied completely.",
+            expired_title => "Link expired",
+            expired_body => "This confirmation link has expired. Please sign up again to receive a new link.",
+            superseded_title => "Link no longer valid",
+            superseded_body => "This link is no longer valid. Please sign up again.",
+            sign_up_again => "Sign up again",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_templates_compile_and_escape() {
+        let templates = Templates::builtin().unwrap();
+        let html = templates
+            .render(
+                "message.html",
+                "en",
+                context! { title => "<script>", message => "a & b", link => "", link_text => "" },
+            )
+            .unwrap();
+        assert!(html.contains("&lt;script&gt;"));
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("lang=\"en\""));
+    }
+}

@@ -1,0 +1,256 @@
+//! `GET /confirm/{token}` shows what the person agreed to and a button;
+//! only `POST /confirm/{token}` confirms. Link scanners fetch every link,
+//! so a GET never changes anything.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use minijinja::context;
+use serde_json::json;
+
+use crate::clock::naive;
+use crate::context::AppContext;
+use crate::db::repo::confirm::{self as repo, ConfirmOutcome, LinkState};
+use crate::db::repo::lists::{self, ConsentRef};
+use crate::db::{DbError, retry, write_transaction};
+use crate::domain::ConfirmationToken;
+use crate::error::{AppError, ErrorKind, Format, html_response, problem_response};
+use crate::registry::ListEntry;
+use crate::routes::request;
+use crate::telemetry::spawn_blocking_in_span;
+
+/// Token pages must not leak the token onward nor be cached.
+fn token_headers(mut response: HttpResponse) -> HttpResponse {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+fn page(
+    ctx: &AppContext,
+    status: StatusCode,
+    template: &str,
+    lang: &str,
+    values: minijinja::Value,
+) -> Result<HttpResponse, AppError> {
+    let body = ctx
+        .templates
+        .render(template, lang, values)
+        .map_err(|e| AppError::internal(e, Format::Html))?;
+    Ok(token_headers(html_response(status, body, "'self'")))
+}
+
+/// The answer for a link that cannot be used.
+fn refused(
+    ctx: &AppContext,
+    state: &LinkState,
+    list: Option<&ListEntry>,
+    format: Format,
+) -> Result<HttpResponse, AppError> {
+    let (status, code, title_key, body_key) = match state {
+        LinkState::Expired => (
+            StatusCode::GONE,
+            "token_expired",
+            "expired_title",
+            "expired_body",
+        ),
+        LinkState::Superseded => (
+            StatusCode::GONE,
+            "token_superseded",
+            "superseded_title",
+            "superseded_body",
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "token_unknown",
+            "not_found_title",
+            "not_found_body",
+        ),
+    };
+    let lang = list.map(|l| l.language()).unwrap_or("en");
+    let strings = crate::render::strings(lang);
+    let text = |key: &str| {
+        strings
+            .get_attr(key)
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    };
+    if format == Format::Json {
+        return Ok(token_headers(problem_response(
+            status,
+            code,
+            &text(title_key),
+            text(body_key),
+            None,
+        )));
+    }
+    let link = match (status, list) {
+        (StatusCode::GONE, Some(list)) => format!("/lists/{}/form", list.slug()),
+        _ => String::new(),
+    };
+    page(
+        ctx,
+        status,
+        "message.html",
+        lang,
+        context! {
+            title => text(title_key),
+            message => text(body_key),
+            link => link,
+            link_text => text("sign_up_again"),
+        },
+    )
+}
+
+fn parse_token(raw: &str, format: Format) -> Result<ConfirmationToken, AppError> {
+    ConfirmationToken::parse(raw).map_err(|_| AppError::new(ErrorKind::NotFound, format))
+}
+
+/// `GET /confirm/{token}`.
+pub async fn show(
+    req: HttpRequest,
+    ctx: web::Data<AppContext>,
+    token: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let format = request::page_format(&req);
+    let token = match parse_token(&token, format) {
+        Ok(token) => token,
+        Err(_) => return refused(&ctx, &LinkState::Unknown, None, format),
+    };
+    let digest = token.digest();
+    let now = naive(ctx.clock.now());
+    let pool = ctx.pool.clone();
+    let (state, view, version) = spawn_blocking_in_span(move || {
+        let mut conn = pool.get().map_err(DbError::from)?;
+        let (state, view) = repo::inspect(&mut conn, &digest, now)?;
+        let version = match &view {
+            Some(view) => lists::find_version(
+                &mut conn,
+                &view.list_id,
+                &ConsentRef::Id(view.consent_version_id.clone()),
+            )?,
+            None => None,
+        };
+        Ok::<_, DbError>((state, view, version))
+    })
+    .await
+    .map_err(|e| AppError::internal(anyhow::anyhow!("blocking pool: {e}"), format))?
+    .map_err(|e| AppError::database(e, format))?;
+    let list = view
+        .as_ref()
+        .and_then(|v| ctx.lists.by_id(&v.list_id))
+        .map(|l| l.as_ref());
+    let (Some(list), Some(version)) = (list, version) else {
+        return refused(&ctx, &LinkState::Unknown, None, format);
+    };
+    match state {
+        LinkState::Valid => {
+            if format == Format::Json {
+                return Ok(token_headers(HttpResponse::Ok().json(json!({
+                    "status": "pending",
+                    "list": list.slug(),
+                    "consent_text": version.body,
+                    "consent_sha256": version.sha256,
+                }))));
+            }
+            let strings = crate::render::strings(list.language());
+            page(
+                &ctx,
+                StatusCode::OK,
+                "confirm.html",
+                list.language(),
+                context! {
+                    title => strings.get_attr("confirm_title").map(|v| v.to_string()).unwrap_or_default(),
+                    list_name => list.settings.name.as_str(),
+                    consent_text => version.body.as_str(),
+                    action => format!("/confirm/{}", token.as_str()),
+                },
+            )
+        }
+        LinkState::AlreadyConfirmed => success(&ctx, list, format, false),
+        other => refused(&ctx, &other, Some(list), format),
+    }
+}
+
+fn success(
+    ctx: &AppContext,
+    list: &ListEntry,
+    format: Format,
+    after_post: bool,
+) -> Result<HttpResponse, AppError> {
+    if format == Format::Json {
+        return Ok(token_headers(
+            HttpResponse::Ok().json(json!({ "status": "confirmed", "list": list.slug() })),
+        ));
+    }
+    if after_post && let Some(url) = &list.settings.confirmed_url {
+        return Ok(token_headers(
+            HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, url.as_str()))
+                .finish(),
+        ));
+    }
+    let strings = crate::render::strings(list.language());
+    page(
+        ctx,
+        StatusCode::OK,
+        "confirmed.html",
+        list.language(),
+        context! {
+            title => strings.get_attr("confirmed_title").map(|v| v.to_string()).unwrap_or_default(),
+            list_name => list.settings.name.as_str(),
+        },
+    )
+}
+
+/// `POST /confirm/{token}`: the deliberate click.
+pub async fn confirm(
+    req: HttpRequest,
+    ctx: web::Data<AppContext>,
+    token: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let format = request::page_format(&req);
+    let token = match parse_token(&token, format) {
+        Ok(token) => token,
+        Err(_) => return refused(&ctx, &LinkState::Unknown, None, format),
+    };
+    let digest = token.digest();
+    let evidence = request::evidence(&req, None).seal();
+    let now = naive(ctx.clock.now());
+    let pool = ctx.pool.clone();
+    let outcome = spawn_blocking_in_span(move || {
+        let mut conn = pool.get().map_err(DbError::from)?;
+        retry(|| {
+            write_transaction(&mut conn, |conn| {
+                repo::confirm(conn, &digest, &evidence, now)
+            })
+        })
+    })
+    .await
+    .map_err(|e| AppError::internal(anyhow::anyhow!("blocking pool: {e}"), format))?
+    .map_err(|e| AppError::database(e, format))?;
+    match outcome {
+        ConfirmOutcome::Confirmed {
+            subscription_id,
+            list_id,
+        } => {
+            tracing::info!(subscription_id = %subscription_id, "subscription confirmed");
+            match ctx.lists.by_id(&list_id) {
+                Some(list) => success(&ctx, list, format, true),
+                None => Ok(HttpResponse::Ok().json(json!({ "status": "confirmed" }))),
+            }
+        }
+        ConfirmOutcome::AlreadyConfirmed { list_id } => match ctx.lists.by_id(&list_id) {
+            Some(list) => success(&ctx, list, format, true),
+            None => Ok(HttpResponse::Ok().json(json!({ "status": "confirmed" }))),
+        },
+        ConfirmOutcome::Refused(state) => refused(&ctx, &state, None, format),
+    }
+}

@@ -1,0 +1,26 @@
+//! HTTP routes, one file per feature; `configure` registers them all, for
+//! the server and the tests alike.
+
+pub mod confirm;
+pub mod health;
+pub mod pages;
+pub mod request;
+pub mod subscribe;
+
+use actix_web::web;
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/", web::get().to(pages::index))
+        .route("/assets/assent.css", web::get().to(pages::stylesheet))
+        .route("/lists/{slug}/form", web::get().to(pages::form))
+        .route(
+            "/lists/{slug}/check-inbox",
+            web::get().to(pages::check_inbox),
+        )
+        .route("/subscriptions", web::post().to(subscribe::subscribe))
+        .route("/confirm/{token}", web::get().to(confirm::show))
+        .route("/confirm/{token}", web::post().to(confirm::confirm));
+}

@@ -1,0 +1,119 @@
+//! Pages for people: the index, the hosted sign-up form and the "check your
+//! inbox" page.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use minijinja::context;
+
+use crate::context::AppContext;
+use crate::error::{AppError, ErrorKind, Format, html_response};
+use crate::registry::ListEntry;
+use crate::render::STYLESHEET;
+
+fn render_page(
+    ctx: &AppContext,
+    template: &str,
+    lang: &str,
+    values: minijinja::Value,
+    form_action: &str,
+) -> Result<HttpResponse, AppError> {
+    let body = ctx
+        .templates
+        .render(template, lang, values)
+        .map_err(|e| AppError::internal(e, Format::Html))?;
+    Ok(html_response(StatusCode::OK, body, form_action))
+}
+
+fn list_or_404<'a>(ctx: &'a AppContext, slug: &str) -> Result<&'a ListEntry, AppError> {
+    ctx.lists
+        .by_slug(slug)
+        .map(|entry| entry.as_ref())
+        .ok_or_else(|| AppError::new(ErrorKind::NotFound, Format::Html))
+}
+
+/// The origins a list's form may be sent on to: itself, plus where the
+/// browser is redirected afterwards.
+pub fn form_action_sources(list: &ListEntry) -> String {
+    let mut sources = vec!["'self'".to_owned()];
+    let urls = list
+        .settings
+        .redirect_urls
+        .iter()
+        .filter_map(|u| url::Url::parse(u).ok())
+        .chain(list.settings.thank_you_url.clone())
+        .chain(list.settings.confirmed_url.clone());
+    for url in urls {
+        let origin = url.origin().ascii_serialization();
+        if !sources.contains(&origin) {
+            sources.push(origin);
+        }
+    }
+    sources.join(" ")
+}
+
+/// `GET /`: the lists and their forms.
+pub async fn index(ctx: web::Data<AppContext>) -> Result<HttpResponse, AppError> {
+    let lists: Vec<_> = ctx
+        .lists
+        .all()
+        .iter()
+        .map(|l| context! { slug => l.slug(), name => l.settings.name.as_str() })
+        .collect();
+    render_page(
+        &ctx,
+        "index.html",
+        "en",
+        context! { title => "Assent", lists => lists },
+        "'none'",
+    )
+}
+
+/// `GET /assets/assent.css`.
+pub async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/css; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(STYLESHEET)
+}
+
+/// `GET /lists/{slug}/form`: the hosted sign-up form, consent unticked.
+pub async fn form(
+    ctx: web::Data<AppContext>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let list = list_or_404(&ctx, &slug)?;
+    render_page(
+        &ctx,
+        "form.html",
+        list.language(),
+        context! {
+            title => list.settings.name.as_str(),
+            list_name => list.settings.name.as_str(),
+            slug => list.slug(),
+            consent_version_id => list.current.id.as_str(),
+            consent_text => list.current.body.as_str(),
+            errors => Vec::<String>::new(),
+        },
+        &form_action_sources(list),
+    )
+}
+
+/// `GET /lists/{slug}/check-inbox`: where a browser lands after signing up.
+pub async fn check_inbox(
+    ctx: web::Data<AppContext>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let list = list_or_404(&ctx, &slug)?;
+    let title = crate::render::strings(list.language())
+        .get_attr("check_inbox_title")
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    render_page(
+        &ctx,
+        "check_inbox.html",
+        list.language(),
+        context! { title => title },
+        "'none'",
+    )
+}

@@ -1,0 +1,460 @@
+//! `POST /subscriptions`: the public sign-up. It answers the same whatever
+//! the address's prior state, so nobody can learn who is subscribed.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde_json::json;
+
+use crate::clock::naive;
+use crate::context::AppContext;
+use crate::db::repo::lists::ConsentRef;
+use crate::db::repo::signup::{self, ConsentSource, SignupError, SignupInput, SignupOutcome};
+use crate::db::{DbError, retry, write_transaction};
+use crate::domain::email::EmailError;
+use crate::domain::person_name::PersonNameError;
+use crate::domain::{ConfirmationToken, ConsentText, EmailAddress, PersonName};
+use crate::error::{AppError, ErrorKind, FieldError, Format};
+use crate::ledger::EventMethod;
+use crate::registry::ListEntry;
+use crate::routes::request;
+use crate::telemetry::spawn_blocking_in_span;
+
+/// The largest body accepted.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// The list used when a form names none.
+pub const DEFAULT_LIST: &str = "newsletter";
+
+/// How the body was encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Form,
+    Multipart,
+    Json,
+}
+
+/// The fields as sent, before validation.
+#[derive(Debug, Default)]
+struct RawSignup {
+    email: Option<String>,
+    list: Option<String>,
+    /// `Some(true)` for an affirmative answer.
+    consent: Option<bool>,
+    consent_version: Option<String>,
+    consent_text: Option<String>,
+    name: Option<String>,
+    source_url: Option<String>,
+    redirect: Option<String>,
+    /// Fields of the wrong JSON type.
+    type_errors: Vec<FieldError>,
+}
+
+fn encoding_of(req: &HttpRequest) -> Option<Encoding> {
+    let value = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let mime = value.split(';').next()?.trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/x-www-form-urlencoded" => Some(Encoding::Form),
+        "multipart/form-data" => Some(Encoding::Multipart),
+        "application/json" => Some(Encoding::Json),
+        _ => None,
+    }
+}
+
+fn form_consent(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "on" | "true" | "yes" | "1"
+    )
+}
+
+impl RawSignup {
+    fn set(&mut self, name: &str, value: String) {
+        let slot = match name {
+            "email" => &mut self.email,
+            "list" => &mut self.list,
+            "consent_version" => &mut self.consent_version,
+            "consent_text" => &mut self.consent_text,
+            "name" => &mut self.name,
+            "source_url" => &mut self.source_url,
+            "redirect" => &mut self.redirect,
+            "consent" => {
+                if self.consent.is_none() {
+                    self.consent = Some(form_consent(&value));
+                }
+                return;
+            }
+            _ => return,
+        };
+        // The first occurrence wins, as browsers send fields in order.
+        if slot.is_none() {
+            *slot = Some(value);
+        }
+    }
+
+    fn from_form(body: &[u8]) -> Result<Self, String> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+            .map_err(|e| format!("the form body could not be decoded: {e}"))?;
+        let mut raw = RawSignup::default();
+        for (name, value) in pairs {
+            raw.set(&name, value);
+        }
+        Ok(raw)
+    }
+
+    fn from_json(body: &[u8]) -> Result<Self, String> {
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| format!("the JSON body is malformed: {e}"))?;
+        let serde_json::Value::Object(map) = value else {
+            return Err("the JSON body must be an object".to_owned());
+        };
+        let mut raw = RawSignup::default();
+        for (name, value) in map {
+            match (name.as_str(), value) {
+                ("consent", serde_json::Value::Bool(b)) => raw.consent = Some(b),
+                ("consent", serde_json::Value::Null) => {}
+                ("consent", _) => raw.consent = Some(false),
+                (_, serde_json::Value::Null) => {}
+                (_, serde_json::Value::String(s)) => raw.set(&name, s),
+                (field, _) => {
+                    if let Some(field) = known_field(field) {
+                        raw.type_errors.push(FieldError::new(
+                            field,
+                            "wrong_type",
+                            format!("{field} must be a string."),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(raw)
+    }
+
+    async fn from_multipart(req: &HttpRequest, body: web::Bytes) -> Result<Self, String> {
+        let stream =
+            futures_util::stream::once(
+                async move { Ok::<_, actix_web::error::PayloadError>(body) },
+            );
+        let mut multipart = actix_multipart::Multipart::new(req.headers(), stream);
+        let mut raw = RawSignup::default();
+        while let Some(field) = multipart.next().await {
+            let mut field = field.map_err(|e| format!("the multipart body is malformed: {e}"))?;
+            let name = field
+                .content_disposition()
+                .and_then(|cd| cd.get_name())
+                .unwrap_or("")
+                .to_owned();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = field.next().await {
+                let chunk = chunk.map_err(|e| format!("the multipart body is malformed: {e}"))?;
+                bytes.extend_from_slice(&chunk);
+            }
+            let value = String::from_utf8(bytes)
+                .map_err(|_| format!("the field {name:?} is not valid UTF-8"))?;
+            raw.set(&name, value);
+        }
+        Ok(raw)
+    }
+}
+
+fn known_field(name: &str) -> Option<&'static str> {
+    [
+        "email",
+        "list",
+        "consent_version",
+        "consent_text",
+        "name",
+        "source_url",
+        "redirect",
+    ]
+    .into_iter()
+    .find(|f| *f == name)
+}
+
+async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, ErrorKind> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| match e {
+            actix_web::error::PayloadError::Overflow => ErrorKind::PayloadTooLarge,
+            other => ErrorKind::BadRequest(format!("the body could not be read: {other}")),
+        })?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ErrorKind::PayloadTooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// A sign-up that passed validation, before the database.
+struct Validated<'a> {
+    list: &'a ListEntry,
+    email: EmailAddress,
+    name: Option<PersonName>,
+    consent: ConsentRef,
+    consent_source: ConsentSource,
+    source_url: Option<String>,
+    redirect: Option<String>,
+}
+
+fn validate<'a>(
+    ctx: &'a AppContext,
+    raw: RawSignup,
+) -> Result<Validated<'a>, (Vec<FieldError>, String)> {
+    let mut errors = raw.type_errors;
+    let slug = raw.list.as_deref().map(str::trim).unwrap_or(DEFAULT_LIST);
+    let list = ctx.lists.by_slug(slug).map(|l| l.as_ref());
+    let back_url = match list {
+        Some(l) => format!("/lists/{}/form", l.slug()),
+        None => "/".to_owned(),
+    };
+    if list.is_none() {
+        errors.push(FieldError::new(
+            "list",
+            "list_unknown",
+            "There is no such list.",
+        ));
+    }
+    let email = match raw.email.as_deref().map(EmailAddress::parse) {
+        None | Some(Err(EmailError::Empty)) => {
+            errors.push(FieldError::new(
+                "email",
+                "email_required",
+                "Please enter your email address.",
+            ));
+            None
+        }
+        Some(Err(EmailError::TooLong)) => {
+            errors.push(FieldError::new(
+                "email",
+                "email_too_long",
+                "The email address is too long (at most 254 characters).",
+            ));
+            None
+        }
+        Some(Err(EmailError::Invalid)) => {
+            errors.push(FieldError::new(
+                "email",
+                "email_invalid",
+                "Please enter a valid email address.",
+            ));
+            None
+        }
+        Some(Ok(email)) => Some(email),
+    };
+    if raw.consent != Some(true) {
+        errors.push(FieldError::new(
+            "consent",
+            "consent_required",
+            "Please tick the consent box to subscribe.",
+        ));
+    }
+    let name = match raw.name.as_deref().map(PersonName::parse).transpose() {
+        Ok(name) => name.flatten(),
+        Err(PersonNameError::TooLong) => {
+            errors.push(FieldError::new(
+                "name",
+                "name_too_long",
+                "The name may have at most 100 characters.",
+            ));
+            None
+        }
+        Err(PersonNameError::ControlCharacters) => {
+            errors.push(FieldError::new(
+                "name",
+                "name_invalid",
+                "The name may not contain line breaks or control characters.",
+            ));
+            None
+        }
+    };
+    let version_id = raw
+        .consent_version
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty());
+    let consent_text = raw.consent_text.filter(|t| !t.trim().is_empty());
+    let text_hash = match consent_text.map(ConsentText::new) {
+        None => None,
+        Some(Ok(text)) => Some(text.hash()),
+        Some(Err(_)) => {
+            errors.push(FieldError::new(
+                "consent_text",
+                "consent_text_unknown",
+                "The consent text is not one of this list's texts.",
+            ));
+            None
+        }
+    };
+    if let Some(id) = &version_id
+        && (id.len() > 64 || uuid::Uuid::parse_str(id).is_err())
+    {
+        errors.push(FieldError::new(
+            "consent_version",
+            "consent_version_unknown",
+            "The consent version is not one of this list's versions.",
+        ));
+    }
+    let source_url = raw
+        .source_url
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty());
+    if let Some(url) = &source_url
+        && (url.chars().count() > 2_000 || url.chars().any(char::is_control))
+    {
+        errors.push(FieldError::new(
+            "source_url",
+            "source_url_invalid",
+            "The source URL is too long or malformed.",
+        ));
+    }
+    match (errors.is_empty(), list, email) {
+        (true, Some(list), Some(email)) => {
+            let (consent, consent_source) = match (version_id, text_hash) {
+                (Some(id), Some(hash)) => {
+                    (ConsentRef::Both(id, hash), ConsentSource::VersionIdAndText)
+                }
+                (Some(id), None) => (ConsentRef::Id(id), ConsentSource::VersionId),
+                (None, Some(hash)) => (ConsentRef::Text(hash), ConsentSource::Text),
+                (None, None) => (
+                    ConsentRef::Id(list.current.id.clone()),
+                    ConsentSource::ListCurrent,
+                ),
+            };
+            Ok(Validated {
+                list,
+                email,
+                name,
+                consent,
+                consent_source,
+                source_url,
+                redirect: raw.redirect,
+            })
+        }
+        _ => Err((errors, back_url)),
+    }
+}
+
+fn consent_error(source: ConsentSource) -> FieldError {
+    match source {
+        ConsentSource::Text => FieldError::new(
+            "consent_text",
+            "consent_text_unknown",
+            "The consent text is not one of this list's texts.",
+        ),
+        ConsentSource::VersionIdAndText => FieldError::new(
+            "consent_text",
+            "consent_text_mismatch",
+            "The consent text does not match the consent version.",
+        ),
+        _ => FieldError::new(
+            "consent_version",
+            "consent_version_unknown",
+            "The consent version is not one of this list's versions.",
+        ),
+    }
+}
+
+/// `POST /subscriptions`.
+pub async fn subscribe(
+    req: HttpRequest,
+    payload: web::Payload,
+    ctx: web::Data<AppContext>,
+) -> Result<HttpResponse, AppError> {
+    let encoding = encoding_of(&req);
+    let format = if encoding == Some(Encoding::Json) || request::accepts_json(&req) {
+        Format::Json
+    } else {
+        Format::Html
+    };
+    let fail = |kind: ErrorKind| AppError::new(kind, format);
+    let Some(encoding) = encoding else {
+        return Err(fail(ErrorKind::UnsupportedMediaType));
+    };
+    if let Some(length) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && length > MAX_BODY_BYTES
+    {
+        return Err(fail(ErrorKind::PayloadTooLarge));
+    }
+    let body = read_body(payload).await.map_err(fail)?;
+    let raw = match encoding {
+        Encoding::Form => RawSignup::from_form(&body),
+        Encoding::Json => RawSignup::from_json(&body),
+        Encoding::Multipart => RawSignup::from_multipart(&req, body).await,
+    }
+    .map_err(|why| fail(ErrorKind::BadRequest(why)))?;
+    let validated = validate(&ctx, raw)
+        .map_err(|(errors, back_url)| fail(ErrorKind::Validation { errors, back_url }))?;
+    let list = validated.list;
+    let redirect = validated
+        .redirect
+        .as_ref()
+        .filter(|r| {
+            list.settings
+                .redirect_urls
+                .iter()
+                .any(|allowed| allowed == *r)
+        })
+        .cloned();
+    let evidence = request::evidence(&req, validated.source_url.clone()).seal();
+    let input = SignupInput {
+        list_id: list.id.clone(),
+        double_opt_in: list.settings.double_opt_in,
+        email_hmac: ctx.subject_hash(&validated.email),
+        email: validated.email,
+        name: validated.name,
+        consent: validated.consent,
+        consent_source: validated.consent_source,
+        method: match format {
+            Format::Json => EventMethod::Api,
+            Format::Html => EventMethod::Form,
+        },
+        evidence,
+        token: ConfirmationToken::generate(),
+        token_ttl: chrono::Duration::hours(ctx.settings.tokens.confirmation_ttl_hours as i64),
+        message_domain: crate::mail::message::list_domain(list),
+    };
+    let consent_source = input.consent_source;
+    let masked = input.email.masked();
+    let now = ctx.clock.now();
+    let pool = ctx.pool.clone();
+    let outcome = spawn_blocking_in_span(move || {
+        let mut conn = pool.get().map_err(|e| SignupError::Db(DbError::from(e)))?;
+        retry(|| write_transaction(&mut conn, |conn| signup::record(conn, &input, naive(now))))
+    })
+    .await
+    .map_err(|e| AppError::internal(anyhow::anyhow!("blocking pool: {e}"), format))?;
+    match outcome {
+        Ok(outcome) => {
+            if matches!(outcome, SignupOutcome::ConfirmationQueued { .. }) {
+                ctx.outbox_wake.notify_one();
+            }
+            tracing::info!(list = list.slug(), email = %masked, outcome = ?outcome, "sign-up recorded");
+        }
+        Err(SignupError::ConsentVersionUnknown) => {
+            return Err(fail(ErrorKind::Validation {
+                errors: vec![consent_error(consent_source)],
+                back_url: format!("/lists/{}/form", list.slug()),
+            }));
+        }
+        Err(SignupError::Db(error)) => return Err(AppError::database(error, format)),
+    }
+    Ok(match format {
+        Format::Json => HttpResponse::build(StatusCode::ACCEPTED)
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({ "status": "check_inbox" })),
+        Format::Html => {
+            let location = redirect
+                .or_else(|| list.settings.thank_you_url.as_ref().map(|u| u.to_string()))
+                .unwrap_or_else(|| format!("/lists/{}/check-inbox", list.slug()));
+            HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, location))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish()
+        }
+    })
+}

@@ -1,0 +1,189 @@
+//! Building the application: pool, migrations, secrets, lists, templates,
+//! mailer, the HTTP server and the outbox worker.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rand::RngCore;
+use tokio::sync::{Notify, watch};
+use tracing_actix_web::TracingLogger;
+
+use crate::clock::{Clock, naive};
+use crate::config::ValidSettings;
+use crate::context::{AppContext, ServerKey, SharedContext};
+use crate::db::{self, DbError, migrate, repo};
+use crate::error::{AppError, ErrorKind};
+use crate::mail::Mailer;
+use crate::render::Templates;
+use crate::routes;
+use crate::routes::request;
+
+/// A built application, bound to its port, not yet serving.
+pub struct Application {
+    port: u16,
+    server: Server,
+    context: SharedContext,
+}
+
+fn random_key() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    STANDARD.encode(bytes)
+}
+
+/// Opens the pool and brings the schema up to date.
+pub fn prepare_database(settings: &ValidSettings) -> anyhow::Result<db::DbPool> {
+    let url = &settings.database_url;
+    let busy = Duration::from_millis(settings.database.sqlite_busy_timeout_ms);
+    let mut conn = url
+        .establish(busy)
+        .with_context(|| format!("connecting to the database at {}", url.redacted()))?;
+    let applied = migrate::run(&mut conn).context("migrating the database")?;
+    if !applied.is_empty() {
+        tracing::info!(versions = ?applied, backend = url.backend().as_str(), "migrations applied");
+    }
+    Ok(db::build_pool(
+        url,
+        settings.database.pool_max_size,
+        settings.connection_timeout(),
+        busy,
+    ))
+}
+
+/// Builds the shared context: migrations, server secrets, lists.
+pub fn build_context(
+    settings: ValidSettings,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<SharedContext> {
+    let pool = prepare_database(&settings)?;
+    let templates = Templates::builtin().context("compiling the templates")?;
+    let mailer =
+        Mailer::new(&settings.mail_url, &settings.mail).context("building the mail transport")?;
+    let now = naive(clock.now());
+    let mut conn = pool
+        .get()
+        .map_err(DbError::from)
+        .context("taking a database connection")?;
+    let (subject_key, created) =
+        repo::secrets::get_or_create(&mut conn, "subject_key", now, random_key)
+            .context("loading the subject key")?;
+    if created {
+        tracing::info!("generated the subject key and stored it in the database");
+    }
+    let subject_key = STANDARD
+        .decode(subject_key.trim())
+        .context("the stored subject key is not base64")?;
+    let lists =
+        crate::registry::sync(&mut conn, &settings.lists, now).context("syncing the lists")?;
+    drop(conn);
+    if settings.example_list {
+        tracing::warn!(
+            "no [[lists]] configured: serving the example list \"newsletter\" with an example consent text; configure your own before going live"
+        );
+    }
+    Ok(Arc::new(AppContext {
+        settings,
+        pool,
+        clock,
+        lists,
+        templates,
+        mailer,
+        subject_key: ServerKey::new(subject_key),
+        outbox_wake: Notify::new(),
+        instance_id: format!("{}-{}", hostname_hint(), uuid::Uuid::new_v4()),
+    }))
+}
+
+fn hostname_hint() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "assent".to_owned())
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(32)
+        .collect()
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    Err(AppError::new(
+        ErrorKind::NotFound,
+        request::page_format(&req),
+    ))
+}
+
+fn extractor_error(error: impl std::fmt::Display, req: &HttpRequest) -> actix_web::Error {
+    let format = request::page_format(req);
+    AppError::new(ErrorKind::BadRequest(error.to_string()), format).into()
+}
+
+impl Application {
+    /// Builds everything and binds the listener (port 0 picks a free port).
+    pub async fn build(settings: ValidSettings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let bind = settings.bind;
+        let workers = settings.http.workers;
+        let grace = settings.http.shutdown_grace_secs;
+        let context = tokio::task::spawn_blocking(move || build_context(settings, clock))
+            .await
+            .context("start-up task")??;
+        let listener = TcpListener::bind(bind).with_context(|| format!("binding {bind}"))?;
+        let port = listener.local_addr()?.port();
+        let data = web::Data::from(Arc::clone(&context));
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::default())
+                .wrap(
+                    actix_web::middleware::DefaultHeaders::new()
+                        .add(("X-Content-Type-Options", "nosniff")),
+                )
+                .app_data(data.clone())
+                .app_data(web::PathConfig::default().error_handler(extractor_error))
+                .app_data(web::QueryConfig::default().error_handler(extractor_error))
+                .configure(routes::configure)
+                .default_service(web::to(not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(grace);
+        if workers > 0 {
+            server = server.workers(workers);
+        }
+        Ok(Application {
+            port,
+            server: server.run(),
+            context,
+        })
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared context (tests drive the outbox through it).
+    pub fn context(&self) -> SharedContext {
+        Arc::clone(&self.context)
+    }
+
+    /// Serves until the server stops (SIGTERM/SIGINT: stop accepting, let
+    /// in-flight requests finish within the grace period), running the
+    /// outbox worker beside it when enabled.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let (stop_worker, stopped) = watch::channel(false);
+        let worker =
+            self.context.settings.outbox.worker.then(|| {
+                tokio::spawn(crate::mail::worker::run(Arc::clone(&self.context), stopped))
+            });
+        let result = self.server.await;
+        let _ = stop_worker.send(true);
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
+        result
+    }
+}

@@ -1,0 +1,39 @@
+//! Tracing set-up, and running blocking database work with the caller's span.
+
+use std::io::IsTerminal;
+
+use tracing::Span;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogSettings;
+
+/// Installs the global subscriber: JSON for machines, readable text on a
+/// terminal. `RUST_LOG` overrides the configured filter.
+pub fn init(settings: &LogSettings) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(settings.filter.as_str()));
+    let json = match settings.format.as_str() {
+        "json" => true,
+        "pretty" => false,
+        _ => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second call (tests build several apps) keeps the first subscriber.
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Runs blocking work on actix's blocking pool inside the current span.
+pub async fn spawn_blocking_in_span<F, T>(work: F) -> Result<T, actix_web::error::BlockingError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let span = Span::current();
+    actix_web::web::block(move || span.in_scope(work)).await
+}

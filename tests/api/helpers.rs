@@ -1,0 +1,418 @@
+//! The test harness: the real application on port 0, a fresh database per
+//! test (a temporary SQLite file, or a PostgreSQL database created and
+//! dropped), a real SMTP server, and helpers to act as a user would.
+
+use std::sync::Arc;
+
+use assent::clock::ManualClock;
+use assent::config::Settings;
+use assent::context::SharedContext;
+use assent::db::DbConnection;
+use assent::startup::Application;
+use diesel::Connection;
+use diesel::connection::SimpleConnection;
+
+use crate::smtp_server::{ReceivedMail, SmtpServer};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where the tests find PostgreSQL (a maintenance database to create and
+/// drop test databases from).
+pub fn postgres_admin_url() -> String {
+    std::env::var("ASSENT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Replaces the database name in a PostgreSQL URL.
+fn with_database(url: &str, name: &str) -> String {
+    let mut parsed = url::Url::parse(url).expect("ASSENT_TEST_POSTGRES_URL is a URL");
+    parsed.set_path(&format!("/{name}"));
+    parsed.to_string()
+}
+
+/// A database that lives as long as the test.
+pub enum TestDatabase {
+    // Held so the directory and its database file live as long as the test.
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { name: String },
+}
+
+impl TestDatabase {
+    pub fn create(backend: Backend) -> (Self, String) {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("assent.db").display());
+                (TestDatabase::Sqlite(dir), url)
+            }
+            Backend::Postgres => {
+                let name = format!("assent_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = postgres_admin_url();
+                let mut conn = diesel::PgConnection::establish(&admin).unwrap_or_else(|e| {
+                    panic!(
+                        "PostgreSQL is required for the postgres leg of the tests ({admin}): {e}. \
+                         Start it or set ASSENT_TEST_POSTGRES_URL."
+                    )
+                });
+                conn.batch_execute(&format!("CREATE DATABASE {name}"))
+                    .expect("create test database");
+                let url = with_database(&admin, &name);
+                (TestDatabase::Postgres { name }, url)
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let TestDatabase::Postgres { name } = self
+            && let Ok(mut conn) = diesel::PgConnection::establish(&postgres_admin_url())
+        {
+            let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// The application under test.
+pub struct TestApp {
+    pub address: String,
+    pub smtp: SmtpServer,
+    pub clock: Arc<ManualClock>,
+    pub context: SharedContext,
+    pub client: reqwest::Client,
+    pub database_url: String,
+    // Dropped last: the database outlives the app's pool.
+    _database: TestDatabase,
+}
+
+/// Lists every test app has, besides the example list.
+pub const TEST_LISTS: &str = r#"
+[[lists]]
+slug = "newsletter"
+name = "Clinic news"
+from = "Clinic <news@clinic.example>"
+reply_to = "Front desk <desk@clinic.example>"
+redirect_urls = ["https://clinic.example/thanks"]
+[[lists.consent_texts]]
+text = "An older consent text."
+[[lists.consent_texts]]
+text = "I consent to the transfer and validation of my email address in conjunction with this email service, and I understand that I may withdraw my consent and unsubscribe at any time."
+current = true
+
+[[lists]]
+slug = "offers"
+name = "Offers"
+from = "offers@clinic.example"
+thank_you_url = "https://clinic.example/offers/thanks"
+confirmed_url = "https://clinic.example/offers/welcome"
+language = "de"
+[[lists.consent_texts]]
+text = "Ich willige ein, Angebote per E-Mail zu erhalten."
+"#;
+
+/// The current consent text of the test list `newsletter`.
+pub const CURRENT_TEXT: &str = "I consent to the transfer and validation of my email address in conjunction with this email service, and I understand that I may withdraw my consent and unsubscribe at any time.";
+
+/// Starts an app with the default test settings.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, "").await
+}
+
+/// Starts an app with extra TOML settings (top-level keys and tables).
+pub async fn spawn_app_with(backend: Backend, extra: &str) -> TestApp {
+    let smtp = SmtpServer::start().await;
+    let (database, database_url) = TestDatabase::create(backend);
+    let toml = format!(
+        r#"
+bind = "127.0.0.1:0"
+base_url = "http://127.0.0.1:8080"
+database_url = "{database_url}"
+mail_url = "smtp://127.0.0.1:{port}"
+{extra}
+[mail]
+send_timeout_secs = 2
+[outbox]
+worker = false
+max_attempts = 3
+backoff_base_secs = 60
+[http]
+workers = 2
+shutdown_grace_secs = 1
+{TEST_LISTS}
+"#,
+        port = smtp.port
+    );
+    let settings = Settings::from_toml(&toml)
+        .expect("test settings parse")
+        .validate()
+        .expect("test settings are valid");
+    let clock = Arc::new(ManualClock::default());
+    let app = Application::build(settings, clock.clone())
+        .await
+        .expect("application builds");
+    let port = app.port();
+    let context = app.context();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        smtp,
+        clock,
+        context,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        database_url,
+        _database: database,
+    }
+}
+
+impl TestApp {
+    /// A URL on the app.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Posts a browser form.
+    pub async fn post_form(&self, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(self.url("/subscriptions"))
+            .form(fields)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Posts JSON.
+    pub async fn post_json(&self, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/subscriptions"))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Signs up an address on a list with the JSON API.
+    pub async fn sign_up(&self, email: &str, list: &str) -> reqwest::Response {
+        self.post_json(&serde_json::json!({ "email": email, "list": list, "consent": true }))
+            .await
+    }
+
+    /// Runs the outbox worker until nothing is due (no sleeping: the clock
+    /// decides what is due).
+    pub async fn dispatch_all_pending_emails(&self) -> usize {
+        let mut total = 0;
+        for _ in 0..100 {
+            let n = assent::mail::worker::dispatch_due(&self.context)
+                .await
+                .expect("outbox pass");
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        total
+    }
+
+    /// Mails received for an address.
+    pub fn mails_to(&self, email: &str) -> Vec<ReceivedMail> {
+        self.smtp
+            .received()
+            .into_iter()
+            .filter(|m| m.rcpt_to.iter().any(|r| r.contains(email)))
+            .collect()
+    }
+
+    /// The confirmation links in the mails to an address, oldest first.
+    pub fn confirmation_links(&self, email: &str) -> Vec<String> {
+        self.mails_to(email)
+            .iter()
+            .map(|mail| {
+                let text = text_part(&mail.data);
+                links_in(&text)
+                    .into_iter()
+                    .find(|l| l.contains("/confirm/"))
+                    .expect("a confirmation link in the mail")
+            })
+            .collect()
+    }
+
+    /// Turns a link from a mail (with the configured base URL) into one on
+    /// this test server.
+    pub fn local(&self, link: &str) -> String {
+        link.replace("http://127.0.0.1:8080", &self.address)
+    }
+
+    /// A connection to the test database, for assertions on stored rows.
+    pub fn db(&self) -> DbConnection {
+        let url = assent::db::DbUrl::parse(&self.database_url).unwrap();
+        url.establish(std::time::Duration::from_secs(5)).unwrap()
+    }
+}
+
+/// The decoded text/plain part of a raw message.
+pub fn text_part(raw: &str) -> String {
+    let parsed = mailparse::parse_mail(raw.as_bytes()).expect("a parseable message");
+    if parsed.subparts.is_empty() {
+        return parsed.get_body().unwrap();
+    }
+    parsed
+        .subparts
+        .iter()
+        .find(|p| p.ctype.mimetype == "text/plain")
+        .map(|p| p.get_body().unwrap())
+        .expect("a text/plain part")
+}
+
+/// The decoded text/html part of a raw message.
+pub fn html_part(raw: &str) -> String {
+    let parsed = mailparse::parse_mail(raw.as_bytes()).expect("a parseable message");
+    parsed
+        .subparts
+        .iter()
+        .find(|p| p.ctype.mimetype == "text/html")
+        .map(|p| p.get_body().unwrap())
+        .expect("a text/html part")
+}
+
+/// A header's value, unfolded.
+pub fn header(raw: &str, name: &str) -> Option<String> {
+    let parsed = mailparse::parse_mail(raw.as_bytes()).expect("a parseable message");
+    use mailparse::MailHeaderMap;
+    parsed.headers.get_first_value(name)
+}
+
+/// Every http(s) URL in a text.
+pub fn links_in(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .filter(|w| w.starts_with("http://") || w.starts_with("https://"))
+        .map(|w| w.trim_end_matches(['.', ',', '>', ')']).to_owned())
+        .collect()
+}
+
+/// Generates the SQLite and PostgreSQL variants of each test.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// An event as a test looks at it.
+#[derive(Debug, Clone)]
+pub struct EventSummary {
+    pub kind: String,
+    pub method: Option<String>,
+    pub consent_sha256: Option<String>,
+    pub evidence_sha256: Option<String>,
+    pub details: String,
+}
+
+impl TestApp {
+    /// The ledger events of the subscriber with this address, in order.
+    pub fn events_for(&self, email: &str) -> Vec<EventSummary> {
+        use assent::db::schema::{consent_events, subscribers};
+        use diesel::prelude::*;
+        let mut conn = self.db();
+        consent_events::table
+            .inner_join(subscribers::table)
+            .filter(subscribers::email_key.eq(email.to_lowercase()))
+            .order(consent_events::seq.asc())
+            .select((
+                consent_events::kind,
+                consent_events::method,
+                consent_events::consent_sha256,
+                consent_events::evidence_sha256,
+                consent_events::details,
+            ))
+            .load::<(
+                String,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                String,
+            )>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(
+                |(kind, method, consent_sha256, evidence_sha256, details)| EventSummary {
+                    kind,
+                    method,
+                    consent_sha256,
+                    evidence_sha256,
+                    details,
+                },
+            )
+            .collect()
+    }
+
+    /// The kinds of those events.
+    pub fn event_kinds(&self, email: &str) -> Vec<String> {
+        self.events_for(email).into_iter().map(|e| e.kind).collect()
+    }
+
+    /// The state of an address's subscription to a list.
+    pub fn subscription_state(&self, email: &str, list: &str) -> Option<String> {
+        use assent::db::schema::{lists, subscribers, subscriptions};
+        use diesel::prelude::*;
+        let mut conn = self.db();
+        subscriptions::table
+            .inner_join(subscribers::table)
+            .inner_join(lists::table)
+            .filter(subscribers::email_key.eq(email.to_lowercase()))
+            .filter(lists::slug.eq(list))
+            .select(subscriptions::state)
+            .first::<String>(&mut conn)
+            .optional()
+            .unwrap()
+    }
+
+    /// Every outbox row: (state, attempts, last_error).
+    pub fn outbox_rows(&self) -> Vec<(String, i32, Option<String>)> {
+        use assent::db::schema::outbox;
+        use diesel::prelude::*;
+        let mut conn = self.db();
+        outbox::table
+            .order(outbox::created_at.asc())
+            .select((outbox::state, outbox::attempts, outbox::last_error))
+            .load(&mut conn)
+            .unwrap()
+    }
+
+    /// The evidence row an event points to: (ip, user agent, source URL).
+    pub fn evidence(
+        &self,
+        sha256: &str,
+    ) -> Option<(Option<String>, Option<String>, Option<String>)> {
+        use assent::db::schema::evidence;
+        use diesel::prelude::*;
+        let mut conn = self.db();
+        evidence::table
+            .find(sha256)
+            .select((evidence::ip, evidence::user_agent, evidence::source_url))
+            .first(&mut conn)
+            .optional()
+            .unwrap()
+    }
+}

@@ -1,0 +1,81 @@
+use chrono::Duration;
+
+use crate::helpers::{Backend, spawn_app};
+use crate::smtp_server::Behaviour;
+
+async fn a_temporary_failure_is_retried_and_delivered_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.smtp
+        .script([Behaviour::Reply("451 4.3.0 try again later".to_owned())]);
+    app.sign_up("ida@example.org", "newsletter").await;
+    app.dispatch_all_pending_emails().await;
+    assert!(app.mails_to("ida@example.org").is_empty());
+    let rows = app.outbox_rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0, "pending");
+    assert_eq!(rows[0].1, 1);
+    assert!(rows[0].2.as_deref().unwrap().contains("451"), "{rows:?}");
+    // Not due before the backoff passes.
+    assert_eq!(app.dispatch_all_pending_emails().await, 0);
+    app.clock.advance(Duration::seconds(61));
+    assert_eq!(app.dispatch_all_pending_emails().await, 1);
+    assert_eq!(app.mails_to("ida@example.org").len(), 1);
+    let rows = app.outbox_rows();
+    assert_eq!(rows[0].0, "sent");
+    assert_eq!(rows[0].1, 2);
+    // Nothing more to send, ever.
+    app.clock.advance(Duration::days(1));
+    assert_eq!(app.dispatch_all_pending_emails().await, 0);
+    assert_eq!(app.mails_to("ida@example.org").len(), 1);
+    assert_eq!(
+        app.event_kinds("ida@example.org"),
+        ["consent_requested", "confirmation_sent"]
+    );
+}
+
+async fn a_permanent_refusal_is_retried_then_dead(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let refusal = Behaviour::Reply("550 5.1.1 no such user".to_owned());
+    app.smtp.script([refusal.clone(), refusal.clone(), refusal]);
+    app.sign_up("jo@example.org", "newsletter").await;
+    for _ in 0..3 {
+        app.dispatch_all_pending_emails().await;
+        app.clock.advance(Duration::hours(2));
+    }
+    assert_eq!(app.smtp.attempts(), 3);
+    assert!(app.mails_to("jo@example.org").is_empty());
+    let rows = app.outbox_rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0, "dead");
+    assert_eq!(rows[0].1, 3);
+    assert!(rows[0].2.as_deref().unwrap().contains("550"));
+    // Dead letters stay dead (and visible) until retried by an operator.
+    app.clock.advance(Duration::days(2));
+    assert_eq!(app.dispatch_all_pending_emails().await, 0);
+    assert_eq!(app.event_kinds("jo@example.org"), ["consent_requested"]);
+}
+
+async fn a_dropped_connection_and_a_silent_server_are_retried(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.smtp
+        .script([Behaviour::DropAfterData, Behaviour::Silent]);
+    app.sign_up("kim@example.org", "newsletter").await;
+    app.dispatch_all_pending_emails().await;
+    assert_eq!(app.outbox_rows()[0].0, "pending");
+    app.clock.advance(Duration::seconds(61));
+    // The silent server is cut off by the send deadline (2 s in tests).
+    app.dispatch_all_pending_emails().await;
+    let rows = app.outbox_rows();
+    assert_eq!(rows[0].0, "pending");
+    assert_eq!(rows[0].1, 2);
+    app.clock.advance(Duration::seconds(121));
+    app.dispatch_all_pending_emails().await;
+    assert_eq!(app.mails_to("kim@example.org").len(), 1);
+    assert_eq!(app.outbox_rows()[0].0, "sent");
+}
+
+crate::backend_tests!(
+    a_temporary_failure_is_retried_and_delivered_once,
+    a_permanent_refusal_is_retried_then_dead,
+    a_dropped_connection_and_a_silent_server_are_retried,
+);
