@@ -134,28 +134,42 @@ impl Default for OutboxSettings {
             worker: true,
             poll_interval_ms: 1_000,
             batch_size: 16,
-            lease_secs: 120,
-            max_attempts: 8,
+            lease_secs: 300,
+            max_attempts: 12,
             backoff_base_secs: 30,
             backoff_max_secs: 3_600,
         }
     }
 }
 
-/// Token lifetimes.
+/// Token lifetimes and the keys that sign unsubscribe links.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TokenSettings {
     /// How long a confirmation link is valid.
     pub confirmation_ttl_hours: u64,
+    /// Keys for unsubscribe links: the first signs, all verify. When empty,
+    /// a key is generated on first start and kept in the database.
+    pub keys: Vec<LinkKeySettings>,
 }
 
 impl Default for TokenSettings {
     fn default() -> Self {
         TokenSettings {
             confirmation_ttl_hours: 7 * 24,
+            keys: Vec::new(),
         }
     }
+}
+
+/// One link-signing key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkKeySettings {
+    /// Carried in every link it signs: 1 to 16 of `[A-Za-z0-9_-]`.
+    pub id: String,
+    /// Base64 of at least 32 random bytes (`openssl rand -base64 32`).
+    pub secret: SecretString,
 }
 
 /// HTTP server settings.
@@ -221,6 +235,12 @@ pub struct ListSettings {
     /// Language of the list's pages and emails.
     #[serde(default = "defaults::language")]
     pub language: String,
+    /// Send a welcome email (with the unsubscribe link) after confirmation.
+    #[serde(default = "defaults::yes")]
+    pub welcome: bool,
+    /// An address for `mailto:` unsubscribing, added to `List-Unsubscribe`.
+    #[serde(default)]
+    pub unsubscribe_mailto: Option<String>,
     /// The consent texts; the one marked `current` (else the last) is shown.
     pub consent_texts: Vec<ConsentTextSettings>,
 }
@@ -333,6 +353,20 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        let link_keys = self
+            .tokens
+            .keys
+            .iter()
+            .map(|k| crate::tokens::SigningKey::new(&k.id, k.secret.expose_secret()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("tokens.keys", e))?;
+        if !link_keys.is_empty() {
+            crate::tokens::LinkKeys::new(link_keys.clone())
+                .map_err(|e| invalid("tokens.keys", e))?;
+        }
+        if !matches!(self.log.format.as_str(), "auto" | "json" | "pretty") {
+            return Err(invalid("log.format", "must be auto, json or pretty"));
+        }
         let (lists, example_list) = if self.lists.is_empty() {
             (vec![example_list()], true)
         } else {
@@ -364,6 +398,7 @@ impl Settings {
             http: self.http.clone(),
             log: self.log.clone(),
             lists: valid_lists,
+            link_keys,
             example_list,
         })
     }
@@ -380,6 +415,8 @@ fn example_list() -> ListSettings {
         confirmed_url: None,
         redirect_urls: Vec::new(),
         language: "en".to_owned(),
+        welcome: true,
+        unsubscribe_mailto: None,
         consent_texts: vec![ConsentTextSettings {
             text: EXAMPLE_CONSENT_TEXT.to_owned(),
             language: None,
@@ -441,6 +478,13 @@ fn validate_list(index: usize, list: &ListSettings) -> Result<ValidList, ConfigE
         .iter()
         .map(|u| parse_absolute_url(&key("redirect_urls"), u).map(|_| u.clone()))
         .collect::<Result<Vec<_>, _>>()?;
+    let unsubscribe_mailto = match &list.unsubscribe_mailto {
+        Some(address) => Some(
+            crate::domain::EmailAddress::parse(address)
+                .map_err(|e| invalid(key("unsubscribe_mailto"), e))?,
+        ),
+        None => None,
+    };
     if list.consent_texts.is_empty() {
         return Err(invalid(
             key("consent_texts"),
@@ -484,6 +528,8 @@ fn validate_list(index: usize, list: &ListSettings) -> Result<ValidList, ConfigE
         confirmed_url,
         redirect_urls,
         language,
+        welcome: list.welcome,
+        unsubscribe_mailto,
         consent_texts: texts,
         current_text: current,
     })
@@ -527,7 +573,6 @@ impl MailUrl {
             for (name, v) in url.query_pairs() {
                 let ok = match name.as_ref() {
                     "tls" => matches!(v.as_ref(), "required" | "opportunistic"),
-                    "ehlo_domain" => true,
                     _ => false,
                 };
                 if !ok {
@@ -559,6 +604,8 @@ pub struct ValidList {
     /// Kept as configured: a form's `redirect` must match one exactly.
     pub redirect_urls: Vec<String>,
     pub language: LanguageTag,
+    pub welcome: bool,
+    pub unsubscribe_mailto: Option<crate::domain::EmailAddress>,
     pub consent_texts: Vec<(ConsentText, LanguageTag)>,
     /// Index into `consent_texts`.
     pub current_text: usize,
@@ -578,6 +625,8 @@ pub struct ValidSettings {
     pub http: HttpSettings,
     pub log: LogSettings,
     pub lists: Vec<ValidList>,
+    /// Configured link-signing keys, in order (may be empty).
+    pub link_keys: Vec<crate::tokens::SigningKey>,
     /// True when no list was configured and the example list is in use.
     pub example_list: bool,
 }

@@ -50,6 +50,8 @@ pub struct AppContext {
     pub mailer: Mailer,
     /// Keys the hash that identifies a person without their address.
     pub subject_key: ServerKey,
+    /// Sign and verify unsubscribe links.
+    pub link_keys: crate::tokens::LinkKeys,
     /// Wakes the outbox worker when a row is enqueued.
     pub outbox_wake: Notify,
     /// Names this process in outbox leases.

@@ -15,3 +15,4 @@ pub mod render;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+pub mod tokens;

@@ -29,6 +29,18 @@ const TEMPLATES: &[(&str, &str)] = &[
         "confirmation_email.html",
         include_str!("templates/confirmation_email.html"),
     ),
+    (
+        "welcome_email.txt",
+        include_str!("templates/welcome_email.txt"),
+    ),
+    (
+        "welcome_email.html",
+        include_str!("templates/welcome_email.html"),
+    ),
+    (
+        "unsubscribe.html",
+        include_str!("templates/unsubscribe.html"),
+    ),
 ];
 
 /// The compiled templates.
@@ -151,6 +163,24 @@ pub fn strings(lang: &str) -> Value {
             superseded_title => "Link nicht mehr gültig",
             superseded_body => "Dieser Link gilt nicht mehr. Bitte melden Sie sich erneut an.",
             sign_up_again => "Erneut anmelden",
+            welcome_subject => "Willkommen",
+            welcome_hello => "Hallo,",
+            welcome_body => "Ihre Anmeldung ist bestätigt. Sie erhalten ab jetzt",
+            welcome_leave => "Abmelden können Sie sich jederzeit mit einem Klick:",
+            unsubscribe_link => "Abmelden",
+            unsubscribe_title => "Abmelden",
+            unsubscribe_intro => "Mit einem Klick melden Sie sich ab von",
+            unsubscribe_button => "Abmelden",
+            already_left => "Sie sind bereits abgemeldet von",
+            withdraw_heading => "Einwilligung widerrufen",
+            withdraw_explain => "Sie können Ihre Einwilligung für alle Listen widerrufen und Ihre Daten löschen lassen. Es bleibt nur ein verschlüsselter Nachweis ohne Ihre Adresse.",
+            withdraw_erase_button => "Einwilligung für alle Listen widerrufen und meine Daten löschen",
+            unsubscribed_title => "Abgemeldet",
+            unsubscribed_body => "Sie sind abgemeldet und erhalten keine weiteren E-Mails von dieser Liste.",
+            withdrawn_title => "Einwilligung widerrufen",
+            withdrawn_body => "Ihre Einwilligung ist für alle Listen widerrufen. Sie erhalten keine weiteren E-Mails.",
+            erased_title => "Daten gelöscht",
+            erased_body => "Ihre Einwilligung ist für alle Listen widerrufen und Ihre personenbezogenen Daten (Adresse, Name, IP-Adressen, Browserangaben) sind gelöscht. Es bleibt ein verschlüsselter Nachweis ohne Ihre Adresse.",
         }
     } else {
         context! {
@@ -184,6 +214,24 @@ pub fn strings(lang: &str) -> Value {
             superseded_title => "Link no longer valid",
             superseded_body => "This link is no longer valid. Please sign up again.",
             sign_up_again => "Sign up again",
+            welcome_subject => "Welcome",
+            welcome_hello => "Hello,",
+            welcome_body => "your subscription is confirmed. From now on you receive",
+            welcome_leave => "You can unsubscribe at any time with one click:",
+            unsubscribe_link => "Unsubscribe",
+            unsubscribe_title => "Unsubscribe",
+            unsubscribe_intro => "With one click you unsubscribe from",
+            unsubscribe_button => "Unsubscribe",
+            already_left => "You are already unsubscribed from",
+            withdraw_heading => "Withdraw consent",
+            withdraw_explain => "You can withdraw your consent for all lists and have your data erased. Only a keyed proof without your address remains.",
+            withdraw_erase_button => "Withdraw my consent for all lists and erase my data",
+            unsubscribed_title => "Unsubscribed",
+            unsubscribed_body => "You are unsubscribed and will receive no more emails from this list.",
+            withdrawn_title => "Consent withdrawn",
+            withdrawn_body => "Your consent is withdrawn for all lists. You will receive no more emails.",
+            erased_title => "Data erased",
+            erased_body => "Your consent is withdrawn for all lists and your personal data (address, name, IP addresses, browser details) is erased. A keyed proof without your address remains.",
         }
     }
 }

@@ -23,6 +23,8 @@ use crate::mail::Mailer;
 use crate::render::Templates;
 use crate::routes;
 use crate::routes::request;
+use crate::telemetry::RouteSpans;
+use crate::tokens::{LinkKeys, SigningKey};
 
 /// A built application, bound to its port, not yet serving.
 pub struct Application {
@@ -79,6 +81,7 @@ pub fn build_context(
     let subject_key = STANDARD
         .decode(subject_key.trim())
         .context("the stored subject key is not base64")?;
+    let link_keys = load_link_keys(&settings, &mut conn, now)?;
     let lists =
         crate::registry::sync(&mut conn, &settings.lists, now).context("syncing the lists")?;
     drop(conn);
@@ -95,9 +98,45 @@ pub fn build_context(
         templates,
         mailer,
         subject_key: ServerKey::new(subject_key),
+        link_keys,
         outbox_wake: Notify::new(),
         instance_id: format!("{}-{}", hostname_hint(), uuid::Uuid::new_v4()),
     }))
+}
+
+/// The name of the generated link key in `server_secrets`; its key id in
+/// links is `auto`.
+const GENERATED_LINK_KEY: &str = "link_key_auto";
+
+/// Configured keys first (the first signs); the generated key, when one
+/// exists, always verifies, so links minted before keys were configured
+/// keep working. With no key configured the generated one signs.
+fn load_link_keys(
+    settings: &ValidSettings,
+    conn: &mut db::DbConnection,
+    now: chrono::NaiveDateTime,
+) -> anyhow::Result<LinkKeys> {
+    let mut keys = settings.link_keys.clone();
+    let generated = if keys.is_empty() {
+        let (secret, created) =
+            repo::secrets::get_or_create(conn, GENERATED_LINK_KEY, now, random_key)
+                .context("loading the generated link key")?;
+        if created {
+            tracing::warn!(
+                "no [tokens] keys configured: generated a link-signing key and stored it in the database; configure keys to control rotation"
+            );
+        }
+        Some(secret)
+    } else {
+        repo::secrets::find(conn, GENERATED_LINK_KEY).context("loading the generated link key")?
+    };
+    if let Some(secret) = generated {
+        let key = SigningKey::new("auto", &secret).context("the stored link key is malformed")?;
+        if !keys.iter().any(|k| k.id() == "auto") {
+            keys.push(key);
+        }
+    }
+    LinkKeys::new(keys).context("building the link keys")
 }
 
 fn hostname_hint() -> String {
@@ -137,7 +176,7 @@ impl Application {
         let data = web::Data::from(Arc::clone(&context));
         let mut server = HttpServer::new(move || {
             App::new()
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<RouteSpans>::new())
                 .wrap(
                     actix_web::middleware::DefaultHeaders::new()
                         .add(("X-Content-Type-Options", "nosniff")),
@@ -170,9 +209,9 @@ impl Application {
         Arc::clone(&self.context)
     }
 
-    /// Serves until the server stops (SIGTERM/SIGINT: stop accepting, let
-    /// in-flight requests finish within the grace period), running the
-    /// outbox worker beside it when enabled.
+    /// Serves until the server stops (SIGTERM: stop accepting, let in-flight
+    /// requests finish within `http.shutdown_grace_secs`; SIGINT and SIGQUIT
+    /// stop at once), running the outbox worker beside it when enabled.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let (stop_worker, stopped) = watch::channel(false);
         let worker =

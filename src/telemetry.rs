@@ -37,3 +37,39 @@ where
     let span = Span::current();
     actix_web::web::block(move || span.in_scope(work)).await
 }
+
+/// Request spans that name the route pattern (`/confirm/{token}`), never the
+/// path (which carries tokens), and no client address (forwarded headers
+/// are not to be trusted, and an IP is personal data).
+pub struct RouteSpans;
+
+impl tracing_actix_web::RootSpanBuilder for RouteSpans {
+    fn on_request_start(request: &actix_web::dev::ServiceRequest) -> Span {
+        let route = request
+            .match_pattern()
+            .unwrap_or_else(|| "(unmatched)".to_owned());
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            route = %route,
+            status = tracing::field::Empty,
+            request_id = %uuid::Uuid::new_v4(),
+        )
+    }
+
+    fn on_request_end<B: actix_web::body::MessageBody>(
+        span: Span,
+        outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
+    ) {
+        let status = match outcome {
+            Ok(response) => response.status(),
+            Err(error) => error.as_response_error().status_code(),
+        };
+        span.record("status", status.as_u16());
+        if status.is_server_error() {
+            tracing::warn!(parent: &span, status = status.as_u16(), "request failed");
+        } else {
+            tracing::debug!(parent: &span, status = status.as_u16(), "request done");
+        }
+    }
+}

@@ -162,8 +162,9 @@ impl ManageConnection for DbConnectionManager {
 /// The shared pool.
 pub type DbPool = Pool<DbConnectionManager>;
 
-/// Builds the pool without waiting for a first connection, so that the
-/// service starts (and `/readyz` reports 503) while the database is down.
+/// Builds the pool without opening connections up front: a connection is
+/// made when first needed, and a lost database makes requests answer 503
+/// (and `/readyz` report it) until it is back, without a restart.
 pub fn build_pool(
     url: &DbUrl,
     max_size: u32,

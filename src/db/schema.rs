@@ -1,4 +1,5 @@
-// @generated-shape: kept in step with migrations/{postgres,sqlite}; CI checks it.
+// The schema of both migration trees (migrations/postgres, migrations/sqlite),
+// which create the same tables and columns; CI migrates both up, down and up.
 
 diesel::table! {
     server_secrets (name) {

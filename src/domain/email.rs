@@ -82,6 +82,23 @@ pub fn mask(address: &str) -> String {
     }
 }
 
+/// Masks every address-like word in a text (an SMTP reply may quote the
+/// recipient) before it is logged or stored.
+pub fn mask_in_text(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            if word.contains('@') {
+                let inner = word
+                    .trim_matches(|c: char| matches!(c, '<' | '>' | ',' | ';' | ':' | '"' | '\''));
+                word.replace(inner, &mask(inner))
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 impl std::fmt::Debug for EmailAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Debug output ends up in logs: never the whole address.
@@ -132,6 +149,14 @@ mod tests {
         let long = format!("{}@example.org", "a".repeat(250));
         assert_eq!(EmailAddress::parse(&long), Err(EmailError::TooLong));
         assert!(EmailAddress::parse(&"x".repeat(10_000)).is_err());
+    }
+
+    #[test]
+    fn masks_addresses_in_smtp_replies() {
+        assert_eq!(
+            mask_in_text("550 5.1.1 <jane.doe@example.org>: Recipient address rejected"),
+            "550 5.1.1 <j***@example.org>: Recipient address rejected"
+        );
     }
 
     #[test]

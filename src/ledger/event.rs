@@ -44,6 +44,12 @@ pub enum EventMethod {
     SingleOptIn,
     /// Sent by the outbox worker.
     Mail,
+    /// A mail client's unsubscribe button (RFC 8058 one-click POST).
+    OneClick,
+    /// A button on Assent's own page.
+    Page,
+    /// An operator through the admin API.
+    Admin,
 }
 
 impl EventMethod {
@@ -55,6 +61,9 @@ impl EventMethod {
             EventMethod::ConfirmationPage => "confirmation_page",
             EventMethod::SingleOptIn => "single_opt_in",
             EventMethod::Mail => "mail",
+            EventMethod::OneClick => "one_click",
+            EventMethod::Page => "page",
+            EventMethod::Admin => "admin",
         }
     }
 }

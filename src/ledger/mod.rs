@@ -1,5 +1,5 @@
 //! The consent ledger: append-only events chained per subscriber, the
-//! evidence they point to, and verification.
+//! evidence they point to.
 
 pub mod chain;
 pub mod event;

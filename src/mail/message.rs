@@ -27,28 +27,21 @@ pub fn list_domain(list: &ListEntry) -> String {
     list.settings.from.email.domain().to_owned()
 }
 
-/// The double-opt-in email.
-pub fn confirmation(
-    templates: &Templates,
+fn subject_in(lang: &str, key: &str, fallback: &str) -> String {
+    strings(lang)
+        .get_attr(key)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| fallback.to_owned())
+}
+
+/// The parts every list message shares: From, Reply-To, To, Subject,
+/// Message-ID, Auto-Submitted and List-Id.
+fn list_message(
     list: &ListEntry,
     to: &str,
-    confirm_url: &str,
+    subject: String,
     message_id: &str,
-    ttl_days: u64,
-) -> Result<Message, MessageError> {
-    let lang = list.language();
-    let subject = strings(lang)
-        .get_attr("confirm_subject")
-        .map(|v| v.to_string())
-        .unwrap_or_else(|_| "Please confirm your subscription".to_owned());
-    let ctx = context! {
-        list_name => list.settings.name.as_str(),
-        confirm_url => confirm_url,
-        subject => subject.as_str(),
-        ttl_days => ttl_days.to_string(),
-    };
-    let text = templates.render("confirmation_email.txt", lang, ctx.clone())?;
-    let html = templates.render("confirmation_email.html", lang, ctx)?;
+) -> Result<lettre::message::MessageBuilder, MessageError> {
     let recipient: Mailbox = to
         .parse()
         .map_err(|_| MessageError::Recipient(crate::domain::email::mask(to)))?;
@@ -66,19 +59,77 @@ pub fn confirmation(
     if let Some(reply_to) = &list.settings.reply_to {
         builder = builder.reply_to(reply_to.clone());
     }
-    builder
-        .multipart(
-            MultiPart::alternative()
-                .singlepart(
-                    SinglePart::builder()
-                        .header(ContentType::TEXT_PLAIN)
-                        .body(text),
-                )
-                .singlepart(
-                    SinglePart::builder()
-                        .header(ContentType::TEXT_HTML)
-                        .body(html),
-                ),
+    Ok(builder)
+}
+
+fn alternative(text: String, html: String) -> MultiPart {
+    MultiPart::alternative()
+        .singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(text),
         )
+        .singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_HTML)
+                .body(html),
+        )
+}
+
+/// The welcome email: confirms the subscription and carries the RFC 8058
+/// one-click unsubscribe headers and a visible unsubscribe link.
+pub fn welcome(
+    templates: &Templates,
+    list: &ListEntry,
+    to: &str,
+    unsubscribe_url: &str,
+    message_id: &str,
+) -> Result<Message, MessageError> {
+    let lang = list.language();
+    let subject = format!(
+        "{}: {}",
+        subject_in(lang, "welcome_subject", "Welcome"),
+        list.settings.name
+    );
+    let ctx = context! {
+        list_name => list.settings.name.as_str(),
+        unsubscribe_url => unsubscribe_url,
+        subject => subject.as_str(),
+    };
+    let text = templates.render("welcome_email.txt", lang, ctx.clone())?;
+    let html = templates.render("welcome_email.html", lang, ctx)?;
+    let mailto = list
+        .settings
+        .unsubscribe_mailto
+        .as_ref()
+        .map(|a| a.as_str());
+    list_message(list, to, subject, message_id)?
+        .raw_header(headers::list_unsubscribe(unsubscribe_url, mailto))
+        .raw_header(headers::list_unsubscribe_post())
+        .multipart(alternative(text, html))
+        .map_err(|e| MessageError::Build(e.to_string()))
+}
+
+/// The double-opt-in email.
+pub fn confirmation(
+    templates: &Templates,
+    list: &ListEntry,
+    to: &str,
+    confirm_url: &str,
+    message_id: &str,
+    ttl_days: u64,
+) -> Result<Message, MessageError> {
+    let lang = list.language();
+    let subject = subject_in(lang, "confirm_subject", "Please confirm your subscription");
+    let ctx = context! {
+        list_name => list.settings.name.as_str(),
+        confirm_url => confirm_url,
+        subject => subject.as_str(),
+        ttl_days => ttl_days.to_string(),
+    };
+    let text = templates.render("confirmation_email.txt", lang, ctx.clone())?;
+    let html = templates.render("confirmation_email.html", lang, ctx)?;
+    list_message(list, to, subject, message_id)?
+        .multipart(alternative(text, html))
         .map_err(|e| MessageError::Build(e.to_string()))
 }

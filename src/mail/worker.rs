@@ -18,6 +18,7 @@ use crate::db::{DbError, retry, write_transaction};
 use crate::domain::SubscriptionState;
 use crate::mail::{SendError, message};
 use crate::telemetry::spawn_blocking_in_span;
+use crate::tokens::Purpose;
 
 /// Why a pass of the worker failed as a whole.
 #[derive(Debug, thiserror::Error)]
@@ -133,32 +134,36 @@ fn prepare(
         let error = format!("unknown outbox kind {:?}", row.kind);
         return Prepared::Fail { row, error };
     };
-    match kind {
+    let Some(context) = context else {
+        return Prepared::Fail {
+            row,
+            error: "outbox row without a subscription".to_owned(),
+        };
+    };
+    let Some(email) = context.email.clone() else {
+        return Prepared::Cancel {
+            row,
+            reason: "subscriber erased".to_owned(),
+        };
+    };
+    let wanted_state = match kind {
+        OutboxKind::Confirmation => SubscriptionState::Pending,
+        OutboxKind::Welcome => SubscriptionState::Confirmed,
+    };
+    if context.state != wanted_state {
+        return Prepared::Cancel {
+            row,
+            reason: format!("subscription is {}", context.state.as_str()),
+        };
+    }
+    let Some(list) = ctx.lists.by_id(&context.list_id) else {
+        return Prepared::Fail {
+            row,
+            error: "the list is no longer configured".to_owned(),
+        };
+    };
+    let built = match kind {
         OutboxKind::Confirmation => {
-            let Some(context) = context else {
-                return Prepared::Fail {
-                    row,
-                    error: "confirmation without a subscription".to_owned(),
-                };
-            };
-            let Some(email) = context.email.clone() else {
-                return Prepared::Cancel {
-                    row,
-                    reason: "subscriber erased".to_owned(),
-                };
-            };
-            if context.state != SubscriptionState::Pending {
-                return Prepared::Cancel {
-                    row,
-                    reason: format!("subscription is {}", context.state.as_str()),
-                };
-            }
-            let Some(list) = ctx.lists.by_id(&context.list_id) else {
-                return Prepared::Fail {
-                    row,
-                    error: "the list is no longer configured".to_owned(),
-                };
-            };
             let token = serde_json::from_str::<serde_json::Value>(&row.payload)
                 .ok()
                 .and_then(|v| v.get("token").and_then(|t| t.as_str()).map(str::to_owned));
@@ -170,25 +175,37 @@ fn prepare(
             };
             let url = ctx.settings.public_url(&format!("confirm/{token}"));
             let ttl_days = ctx.settings.tokens.confirmation_ttl_hours.div_ceil(24);
-            match message::confirmation(
+            message::confirmation(
                 &ctx.templates,
                 list,
                 &email,
                 &url,
                 &row.message_id,
                 ttl_days,
-            ) {
-                Ok(message) => Prepared::Send {
-                    row,
-                    message: Box::new(message),
-                    context,
-                },
-                Err(error) => Prepared::Fail {
-                    row,
-                    error: error.to_string(),
-                },
-            }
+            )
         }
+        OutboxKind::Welcome => {
+            let Ok(subscription_id) = uuid::Uuid::parse_str(&context.subscription_id) else {
+                return Prepared::Fail {
+                    row,
+                    error: "the subscription id is not a UUID".to_owned(),
+                };
+            };
+            let token = ctx.link_keys.mint(Purpose::Leave, subscription_id);
+            let url = ctx.settings.public_url(&format!("unsubscribe/{token}"));
+            message::welcome(&ctx.templates, list, &email, &url, &row.message_id)
+        }
+    };
+    match built {
+        Ok(message) => Prepared::Send {
+            row,
+            message: Box::new(message),
+            context,
+        },
+        Err(error) => Prepared::Fail {
+            row,
+            error: error.to_string(),
+        },
     }
 }
 
@@ -244,9 +261,14 @@ async fn record_sent(
         retry(|| {
             write_transaction(&mut conn, |conn| {
                 if !outbox::mark_sent(conn, &row.id, &owner, now)? {
+                    // Another worker took the row over after our lease ran
+                    // out; it records its own send.
                     tracing::warn!(outbox_id = %row.id, "lease lost before the send was recorded");
+                    return Ok(());
                 }
-                if let Some(subscription_id) = &row.subscription_id {
+                if let (Some(subscription_id), "confirmation") =
+                    (&row.subscription_id, row.kind.as_str())
+                {
                     confirm::record_confirmation_sent(
                         conn,
                         &context,
@@ -278,7 +300,7 @@ async fn record_failure(
             settings.backoff_base_secs,
             settings.backoff_max_secs,
         );
-    let message = error.to_string();
+    let message = crate::domain::email::mask_in_text(&error.to_string());
     if dead {
         tracing::error!(outbox_id = %row.id, attempts = row.attempts, error = %message, "mail moved to dead letters");
     } else {

@@ -16,22 +16,8 @@ use crate::db::{DbError, retry, write_transaction};
 use crate::domain::ConfirmationToken;
 use crate::error::{AppError, ErrorKind, Format, html_response, problem_response};
 use crate::registry::ListEntry;
-use crate::routes::request;
+use crate::routes::request::{self, token_headers};
 use crate::telemetry::spawn_blocking_in_span;
-
-/// Token pages must not leak the token onward nor be cached.
-fn token_headers(mut response: HttpResponse) -> HttpResponse {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::REFERRER_POLICY,
-        header::HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    response
-}
 
 fn page(
     ctx: &AppContext,
@@ -225,11 +211,18 @@ pub async fn confirm(
     let evidence = request::evidence(&req, None).seal();
     let now = naive(ctx.clock.now());
     let pool = ctx.pool.clone();
+    let lists = ctx.lists.clone();
+    let welcome_for = move |list_id: &str| {
+        lists
+            .by_id(list_id)
+            .filter(|l| l.settings.welcome)
+            .map(|l| crate::mail::message::list_domain(l))
+    };
     let outcome = spawn_blocking_in_span(move || {
         let mut conn = pool.get().map_err(DbError::from)?;
         retry(|| {
             write_transaction(&mut conn, |conn| {
-                repo::confirm(conn, &digest, &evidence, now)
+                repo::confirm(conn, &digest, &evidence, &welcome_for, now)
             })
         })
     })
@@ -242,6 +235,7 @@ pub async fn confirm(
             list_id,
         } => {
             tracing::info!(subscription_id = %subscription_id, "subscription confirmed");
+            ctx.outbox_wake.notify_one();
             match ctx.lists.by_id(&list_id) {
                 Some(list) => success(&ctx, list, format, true),
                 None => Ok(HttpResponse::Ok().json(json!({ "status": "confirmed" }))),

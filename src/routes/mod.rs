@@ -1,8 +1,10 @@
 //! HTTP routes, one file per feature; `configure` registers them all, for
 //! the server and the tests alike.
 
+pub mod body;
 pub mod confirm;
 pub mod health;
+pub mod leave;
 pub mod pages;
 pub mod request;
 pub mod subscribe;
@@ -22,5 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/subscriptions", web::post().to(subscribe::subscribe))
         .route("/confirm/{token}", web::get().to(confirm::show))
-        .route("/confirm/{token}", web::post().to(confirm::confirm));
+        .route("/confirm/{token}", web::post().to(confirm::confirm))
+        .route("/unsubscribe/{token}", web::get().to(leave::show))
+        .route("/unsubscribe/{token}", web::post().to(leave::unsubscribe))
+        .route("/withdraw/{token}", web::post().to(leave::withdraw));
 }

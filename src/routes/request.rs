@@ -50,3 +50,18 @@ pub fn evidence(req: &HttpRequest, source_url: Option<String>) -> Evidence {
         source,
     )
 }
+
+/// Pages reached through a token must not leak it onward (`Referer`) nor be
+/// kept in a cache.
+pub fn token_headers(mut response: actix_web::HttpResponse) -> actix_web::HttpResponse {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}

@@ -4,7 +4,6 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::clock::naive;
@@ -18,22 +17,12 @@ use crate::domain::{ConfirmationToken, ConsentText, EmailAddress, PersonName};
 use crate::error::{AppError, ErrorKind, FieldError, Format};
 use crate::ledger::EventMethod;
 use crate::registry::ListEntry;
+use crate::routes::body::{self, Encoding};
 use crate::routes::request;
 use crate::telemetry::spawn_blocking_in_span;
 
-/// The largest body accepted.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
-
 /// The list used when a form names none.
 pub const DEFAULT_LIST: &str = "newsletter";
-
-/// How the body was encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Encoding {
-    Form,
-    Multipart,
-    Json,
-}
 
 /// The fields as sent, before validation.
 #[derive(Debug, Default)]
@@ -49,17 +38,6 @@ struct RawSignup {
     redirect: Option<String>,
     /// Fields of the wrong JSON type.
     type_errors: Vec<FieldError>,
-}
-
-fn encoding_of(req: &HttpRequest) -> Option<Encoding> {
-    let value = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let mime = value.split(';').next()?.trim().to_ascii_lowercase();
-    match mime.as_str() {
-        "application/x-www-form-urlencoded" => Some(Encoding::Form),
-        "multipart/form-data" => Some(Encoding::Multipart),
-        "application/json" => Some(Encoding::Json),
-        _ => None,
-    }
 }
 
 fn form_consent(value: &str) -> bool {
@@ -93,14 +71,12 @@ impl RawSignup {
         }
     }
 
-    fn from_form(body: &[u8]) -> Result<Self, String> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-            .map_err(|e| format!("the form body could not be decoded: {e}"))?;
+    fn from_pairs(pairs: Vec<(String, String)>) -> Self {
         let mut raw = RawSignup::default();
         for (name, value) in pairs {
             raw.set(&name, value);
         }
-        Ok(raw)
+        raw
     }
 
     fn from_json(body: &[u8]) -> Result<Self, String> {
@@ -130,32 +106,6 @@ impl RawSignup {
         }
         Ok(raw)
     }
-
-    async fn from_multipart(req: &HttpRequest, body: web::Bytes) -> Result<Self, String> {
-        let stream =
-            futures_util::stream::once(
-                async move { Ok::<_, actix_web::error::PayloadError>(body) },
-            );
-        let mut multipart = actix_multipart::Multipart::new(req.headers(), stream);
-        let mut raw = RawSignup::default();
-        while let Some(field) = multipart.next().await {
-            let mut field = field.map_err(|e| format!("the multipart body is malformed: {e}"))?;
-            let name = field
-                .content_disposition()
-                .and_then(|cd| cd.get_name())
-                .unwrap_or("")
-                .to_owned();
-            let mut bytes = Vec::new();
-            while let Some(chunk) = field.next().await {
-                let chunk = chunk.map_err(|e| format!("the multipart body is malformed: {e}"))?;
-                bytes.extend_from_slice(&chunk);
-            }
-            let value = String::from_utf8(bytes)
-                .map_err(|_| format!("the field {name:?} is not valid UTF-8"))?;
-            raw.set(&name, value);
-        }
-        Ok(raw)
-    }
 }
 
 fn known_field(name: &str) -> Option<&'static str> {
@@ -170,21 +120,6 @@ fn known_field(name: &str) -> Option<&'static str> {
     ]
     .into_iter()
     .find(|f| *f == name)
-}
-
-async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, ErrorKind> {
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| match e {
-            actix_web::error::PayloadError::Overflow => ErrorKind::PayloadTooLarge,
-            other => ErrorKind::BadRequest(format!("the body could not be read: {other}")),
-        })?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ErrorKind::PayloadTooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
 }
 
 /// A sign-up that passed validation, before the database.
@@ -300,7 +235,8 @@ fn validate<'a>(
         .map(|u| u.trim().to_owned())
         .filter(|u| !u.is_empty());
     if let Some(url) = &source_url
-        && (url.chars().count() > 2_000 || url.chars().any(char::is_control))
+        && (url.chars().count() > crate::ledger::evidence::MAX_EVIDENCE_FIELD
+            || url.chars().any(char::is_control))
     {
         errors.push(FieldError::new(
             "source_url",
@@ -361,7 +297,7 @@ pub async fn subscribe(
     payload: web::Payload,
     ctx: web::Data<AppContext>,
 ) -> Result<HttpResponse, AppError> {
-    let encoding = encoding_of(&req);
+    let encoding = body::encoding_of(&req);
     let format = if encoding == Some(Encoding::Json) || request::accepts_json(&req) {
         Format::Json
     } else {
@@ -371,20 +307,12 @@ pub async fn subscribe(
     let Some(encoding) = encoding else {
         return Err(fail(ErrorKind::UnsupportedMediaType));
     };
-    if let Some(length) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        && length > MAX_BODY_BYTES
-    {
-        return Err(fail(ErrorKind::PayloadTooLarge));
-    }
-    let body = read_body(payload).await.map_err(fail)?;
+    let body = body::read_limited(&req, payload).await.map_err(fail)?;
     let raw = match encoding {
-        Encoding::Form => RawSignup::from_form(&body),
         Encoding::Json => RawSignup::from_json(&body),
-        Encoding::Multipart => RawSignup::from_multipart(&req, body).await,
+        Encoding::Form | Encoding::Multipart => body::form_pairs(&req, encoding, body)
+            .await
+            .map(RawSignup::from_pairs),
     }
     .map_err(|why| fail(ErrorKind::BadRequest(why)))?;
     let validated = validate(&ctx, raw)

@@ -87,7 +87,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub database_url: String,
     // Dropped last: the database outlives the app's pool.
-    _database: TestDatabase,
+    database: Arc<TestDatabase>,
 }
 
 /// Lists every test app has, besides the example list.
@@ -127,6 +127,29 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_app_with(backend: Backend, extra: &str) -> TestApp {
     let smtp = SmtpServer::start().await;
     let (database, database_url) = TestDatabase::create(backend);
+    build_app(smtp, Arc::new(database), database_url, extra).await
+}
+
+impl TestApp {
+    /// Starts another instance on the same database and SMTP server with
+    /// other settings (a restart after a configuration change).
+    pub async fn respawn_with(&self, extra: &str) -> TestApp {
+        build_app(
+            self.smtp.clone(),
+            Arc::clone(&self.database),
+            self.database_url.clone(),
+            extra,
+        )
+        .await
+    }
+}
+
+async fn build_app(
+    smtp: SmtpServer,
+    database: Arc<TestDatabase>,
+    database_url: String,
+    extra: &str,
+) -> TestApp {
     let toml = format!(
         r#"
 bind = "127.0.0.1:0"
@@ -168,7 +191,7 @@ shutdown_grace_secs = 1
             .build()
             .unwrap(),
         database_url,
-        _database: database,
+        database,
     }
 }
 
@@ -225,7 +248,11 @@ impl TestApp {
         self.smtp
             .received()
             .into_iter()
-            .filter(|m| m.rcpt_to.iter().any(|r| r.contains(email)))
+            .filter(|m| {
+                m.rcpt_to
+                    .iter()
+                    .any(|r| r.to_lowercase().contains(&email.to_lowercase()))
+            })
             .collect()
     }
 
@@ -233,12 +260,10 @@ impl TestApp {
     pub fn confirmation_links(&self, email: &str) -> Vec<String> {
         self.mails_to(email)
             .iter()
-            .map(|mail| {
-                let text = text_part(&mail.data);
-                links_in(&text)
+            .filter_map(|mail| {
+                links_in(&text_part(&mail.data))
                     .into_iter()
                     .find(|l| l.contains("/confirm/"))
-                    .expect("a confirmation link in the mail")
             })
             .collect()
     }
@@ -414,5 +439,95 @@ impl TestApp {
             .first(&mut conn)
             .optional()
             .unwrap()
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct TableColumn {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    table_name: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    column_name: String,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+impl TestApp {
+    /// Every `table.column` whose text contains `needle` (case-insensitive),
+    /// searching every text column of every table.
+    pub fn find_text_anywhere(&self, needle: &str) -> Vec<String> {
+        use diesel::RunQueryDsl;
+        let needle = needle.to_lowercase().replace('\'', "''");
+        let mut found = Vec::new();
+        match self.db() {
+            DbConnection::Postgres(mut conn) => {
+                let columns: Vec<TableColumn> = diesel::sql_query(
+                    "SELECT table_name::text AS table_name, column_name::text AS column_name \
+                     FROM information_schema.columns WHERE table_schema = 'public' \
+                     AND data_type IN ('text', 'character varying')",
+                )
+                .load(&mut conn)
+                .unwrap();
+                for c in columns {
+                    let sql = format!(
+                        "SELECT count(*) AS n FROM {} WHERE lower({}) LIKE '%{}%'",
+                        c.table_name, c.column_name, needle
+                    );
+                    let count: Count = diesel::sql_query(sql).get_result(&mut conn).unwrap();
+                    if count.n > 0 {
+                        found.push(format!("{}.{}", c.table_name, c.column_name));
+                    }
+                }
+            }
+            DbConnection::Sqlite(mut conn) => {
+                let columns: Vec<TableColumn> = diesel::sql_query(
+                    "SELECT m.name AS table_name, p.name AS column_name \
+                     FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                     WHERE m.type = 'table' AND upper(p.type) = 'TEXT'",
+                )
+                .load(&mut conn)
+                .unwrap();
+                for c in columns {
+                    let sql = format!(
+                        "SELECT count(*) AS n FROM {} WHERE lower({}) LIKE '%{}%'",
+                        c.table_name, c.column_name, needle
+                    );
+                    let count: Count = diesel::sql_query(sql).get_result(&mut conn).unwrap();
+                    if count.n > 0 {
+                        found.push(format!("{}.{}", c.table_name, c.column_name));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Signs up, confirms and delivers the welcome email; returns the
+    /// `List-Unsubscribe` URL on this test server.
+    pub async fn confirmed_subscriber(&self, email: &str, list: &str) -> String {
+        assert_eq!(self.sign_up(email, list).await.status(), 202);
+        self.dispatch_all_pending_emails().await;
+        let link = self.local(self.confirmation_links(email).last().unwrap());
+        let status = self.client.post(&link).send().await.unwrap().status();
+        assert!(status == 200 || status == 303, "{status}");
+        self.dispatch_all_pending_emails().await;
+        let welcome = self
+            .mails_to(email)
+            .into_iter()
+            .rev()
+            .find(|m| header(&m.data, "List-Unsubscribe").is_some())
+            .expect("a welcome email");
+        let value = header(&welcome.data, "List-Unsubscribe").unwrap();
+        let url = value
+            .split(',')
+            .map(|part| part.trim().trim_start_matches('<').trim_end_matches('>'))
+            .find(|part| part.starts_with("http"))
+            .expect("an http URL in List-Unsubscribe")
+            .to_owned();
+        self.local(&url)
     }
 }

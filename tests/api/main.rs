@@ -6,5 +6,6 @@ mod smtp_server;
 
 mod confirm;
 mod health;
+mod leave;
 mod outbox;
 mod signup;

@@ -118,10 +118,15 @@ pub fn inspect(
 
 /// Confirms the subscription a link points at, recording the click's
 /// evidence. Runs inside the caller's write transaction.
+///
+/// `welcome_for` names, for a list id, the Message-ID domain of its welcome
+/// email, or `None` when the list sends none; the welcome email is enqueued
+/// in the same transaction.
 pub fn confirm(
     conn: &mut DbConnection,
     digest: &TokenDigest,
     evidence: &SealedEvidence,
+    welcome_for: &dyn Fn(&str) -> Option<String>,
     now: NaiveDateTime,
 ) -> Result<ConfirmOutcome, DbError> {
     let Some((token, subscription, request)) = load(conn, digest)? else {
@@ -143,6 +148,12 @@ pub fn confirm(
     )
     .set((
         subscriptions::state.eq(SubscriptionState::Confirmed.as_str()),
+        // The version this link's sign-up agreed to: an older link may
+        // confirm an older request.
+        subscriptions::consent_version_id.eq(request
+            .consent_version_id
+            .clone()
+            .unwrap_or_else(|| subscription.consent_version_id.clone())),
         subscriptions::confirmed_at.eq(now),
         subscriptions::updated_at.eq(now),
     ))
@@ -174,6 +185,16 @@ pub fn confirm(
             details: json!({ "request_event_id": request.id }),
         }],
     )?;
+    if let Some(domain) = welcome_for(&subscription.list_id) {
+        crate::db::repo::outbox::enqueue(
+            conn,
+            crate::db::repo::outbox::OutboxKind::Welcome,
+            Some(&subscription.id),
+            &json!({}),
+            &domain,
+            now,
+        )?;
+    }
     Ok(ConfirmOutcome::Confirmed {
         subscription_id: subscription.id,
         list_id: subscription.list_id,
@@ -184,6 +205,7 @@ pub fn confirm(
 #[derive(Debug, Clone)]
 pub struct ConfirmationMailContext {
     pub subscriber_id: String,
+    pub subscription_id: String,
     pub email: Option<String>,
     pub list_id: String,
     pub state: SubscriptionState,
@@ -207,6 +229,7 @@ pub fn mail_context(
         .first::<(String, Option<String>, String, String)>(conn)?;
     Ok(ConfirmationMailContext {
         subscriber_id,
+        subscription_id: subscription_id.to_owned(),
         email,
         list_id,
         state: SubscriptionState::parse(&state)

@@ -1,6 +1,7 @@
 //! Every SQL statement Assent runs, grouped by what it serves.
 
 pub mod confirm;
+pub mod leave;
 pub mod ledger;
 pub mod lists;
 pub mod outbox;

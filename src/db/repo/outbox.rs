@@ -13,6 +13,8 @@ use crate::db::{DbConnection, DbError, write_transaction};
 pub enum OutboxKind {
     /// The double-opt-in email.
     Confirmation,
+    /// The first email after confirming, with the unsubscribe headers.
+    Welcome,
 }
 
 impl OutboxKind {
@@ -20,6 +22,7 @@ impl OutboxKind {
     pub fn as_str(self) -> &'static str {
         match self {
             OutboxKind::Confirmation => "confirmation",
+            OutboxKind::Welcome => "welcome",
         }
     }
 
@@ -27,6 +30,7 @@ impl OutboxKind {
     pub fn parse(value: &str) -> Option<Self> {
         match value {
             "confirmation" => Some(OutboxKind::Confirmation),
+            "welcome" => Some(OutboxKind::Welcome),
             _ => None,
         }
     }
@@ -167,7 +171,10 @@ pub fn mark_failed(
     retry_at: NaiveDateTime,
     dead: bool,
 ) -> Result<(), DbError> {
-    let error: String = error.chars().take(2_000).collect();
+    let error: String = crate::domain::email::mask_in_text(error)
+        .chars()
+        .take(2_000)
+        .collect();
     diesel::update(
         outbox::table
             .filter(outbox::id.eq(id))

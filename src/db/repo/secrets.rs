@@ -36,7 +36,8 @@ pub fn get_or_create(
     Ok((secret, inserted.is_ok()))
 }
 
-fn find(conn: &mut DbConnection, name: &str) -> Result<Option<String>, DbError> {
+/// Returns the secret called `name`, if one was stored.
+pub fn find(conn: &mut DbConnection, name: &str) -> Result<Option<String>, DbError> {
     Ok(server_secrets::table
         .filter(server_secrets::name.eq(name))
         .select(server_secrets::secret)

@@ -223,11 +223,18 @@ fn requested_event<'a>(
         consent_sha256: Some(&version.sha256),
         method: Some(input.method),
         evidence_sha256: Some(&input.evidence.sha256),
-        details: json!({
-            "consent_source": input.consent_source.as_str(),
-            "double_opt_in": input.double_opt_in,
-            "token_expires_at": crate::ledger::chain::format_time(now + input.token_ttl),
-        }),
+        details: if input.double_opt_in {
+            json!({
+                "consent_source": input.consent_source.as_str(),
+                "double_opt_in": true,
+                "token_expires_at": crate::ledger::chain::format_time(now + input.token_ttl),
+            })
+        } else {
+            json!({
+                "consent_source": input.consent_source.as_str(),
+                "double_opt_in": false,
+            })
+        },
     }
 }
 

@@ -1,0 +1,265 @@
+//! Leaving a list: `GET /unsubscribe/{token}` shows a page and changes
+//! nothing; `POST /unsubscribe/{token}` unsubscribes (RFC 8058 one-click or
+//! the page's button); `POST /withdraw/{token}` withdraws consent on every
+//! list, and with `erase=true` erases the person's data.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use minijinja::context;
+use serde_json::json;
+
+use crate::clock::naive;
+use crate::context::AppContext;
+use crate::db::repo::leave::{self, SubscriptionView, UnsubscribeOutcome, WithdrawOutcome};
+use crate::db::{DbError, retry, write_transaction};
+use crate::error::{AppError, ErrorKind, Format, html_response};
+use crate::ledger::EventMethod;
+use crate::registry::ListEntry;
+use crate::routes::body::{self, Encoding};
+use crate::routes::request::{self, token_headers};
+use crate::telemetry::spawn_blocking_in_span;
+use crate::tokens::Purpose;
+
+fn text(lang: &str, key: &str) -> String {
+    crate::render::strings(lang)
+        .get_attr(key)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}
+
+fn not_found(format: Format) -> AppError {
+    AppError::new(ErrorKind::NotFound, format)
+}
+
+fn verify(ctx: &AppContext, token: &str, format: Format) -> Result<String, AppError> {
+    ctx.link_keys
+        .verify(Purpose::Leave, token)
+        .map(|id| id.to_string())
+        .map_err(|_| not_found(format))
+}
+
+async fn load_view(
+    ctx: &AppContext,
+    subscription_id: String,
+    format: Format,
+) -> Result<SubscriptionView, AppError> {
+    let pool = ctx.pool.clone();
+    spawn_blocking_in_span(move || {
+        let mut conn = pool.get().map_err(DbError::from)?;
+        leave::view(&mut conn, &subscription_id)
+    })
+    .await
+    .map_err(|e| AppError::internal(anyhow::anyhow!("blocking pool: {e}"), format))?
+    .map_err(|e| AppError::database(e, format))?
+    .ok_or_else(|| not_found(format))
+}
+
+fn list_of<'a>(
+    ctx: &'a AppContext,
+    view: &SubscriptionView,
+    format: Format,
+) -> Result<&'a ListEntry, AppError> {
+    ctx.lists
+        .by_id(&view.subscription.list_id)
+        .map(|l| l.as_ref())
+        .ok_or_else(|| not_found(format))
+}
+
+fn result_page(
+    ctx: &AppContext,
+    lang: &str,
+    title_key: &str,
+    body_key: &str,
+) -> Result<HttpResponse, AppError> {
+    let body = ctx
+        .templates
+        .render(
+            "message.html",
+            lang,
+            context! { title => text(lang, title_key), message => text(lang, body_key), link => "", link_text => "" },
+        )
+        .map_err(|e| AppError::internal(e, Format::Html))?;
+    Ok(token_headers(html_response(StatusCode::OK, body, "'none'")))
+}
+
+/// `GET /unsubscribe/{token}`: what will happen, and the buttons.
+pub async fn show(
+    req: HttpRequest,
+    ctx: web::Data<AppContext>,
+    token: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let format = request::page_format(&req);
+    let subscription_id = verify(&ctx, &token, format)?;
+    let view = load_view(&ctx, subscription_id, format).await?;
+    let list = list_of(&ctx, &view, format)?;
+    let already_left = !matches!(
+        view.state,
+        crate::domain::SubscriptionState::Pending | crate::domain::SubscriptionState::Confirmed
+    );
+    if format == Format::Json {
+        return Ok(token_headers(HttpResponse::Ok().json(json!({
+            "list": list.slug(),
+            "state": view.state.as_str(),
+        }))));
+    }
+    let lang = list.language();
+    let body = ctx
+        .templates
+        .render(
+            "unsubscribe.html",
+            lang,
+            context! {
+                title => text(lang, "unsubscribe_title"),
+                list_name => list.settings.name.as_str(),
+                already_left => already_left,
+                erased => view.erased,
+                unsubscribe_action => format!("/unsubscribe/{}", token.as_str()),
+                withdraw_action => format!("/withdraw/{}", token.as_str()),
+            },
+        )
+        .map_err(|e| AppError::internal(e, Format::Html))?;
+    Ok(token_headers(html_response(StatusCode::OK, body, "'self'")))
+}
+
+/// Reads a small form body (url-encoded or multipart) into its fields.
+async fn form_fields(
+    req: &HttpRequest,
+    payload: web::Payload,
+    format: Format,
+) -> Result<Vec<(String, String)>, AppError> {
+    let fail = |kind| AppError::new(kind, format);
+    let encoding = body::encoding_of(req);
+    let bytes = body::read_limited(req, payload).await.map_err(fail)?;
+    match encoding {
+        Some(encoding @ (Encoding::Form | Encoding::Multipart)) => {
+            body::form_pairs(req, encoding, bytes)
+                .await
+                .map_err(|why| fail(ErrorKind::BadRequest(why)))
+        }
+        None if bytes.is_empty() => Ok(Vec::new()),
+        _ => Err(fail(ErrorKind::UnsupportedMediaType)),
+    }
+}
+
+/// `POST /unsubscribe/{token}`: RFC 8058 one-click (`List-Unsubscribe=One-Click`)
+/// or the page's button (`action=unsubscribe`). Always 200, never a
+/// redirect; repeating it changes nothing.
+pub async fn unsubscribe(
+    req: HttpRequest,
+    ctx: web::Data<AppContext>,
+    token: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    let format = request::page_format(&req);
+    let subscription_id = verify(&ctx, &token, format)?;
+    let fields = form_fields(&req, payload, format).await?;
+    let method = match fields.as_slice() {
+        [(name, value)] if name == "List-Unsubscribe" && value == "One-Click" => {
+            EventMethod::OneClick
+        }
+        [(name, value)] if name == "action" && value == "unsubscribe" => EventMethod::Page,
+        _ => {
+            return Err(AppError::new(
+                ErrorKind::BadRequest(
+                    "send List-Unsubscribe=One-Click (RFC 8058) or use the unsubscribe page"
+                        .to_owned(),
+                ),
+                format,
+            ));
+        }
+    };
+    let evidence = request::evidence(&req, None).seal();
+    let now = naive(ctx.clock.now());
+    let pool = ctx.pool.clone();
+    let outcome = spawn_blocking_in_span(move || {
+        let mut conn = pool.get().map_err(DbError::from)?;
+        retry(|| {
+            write_transaction(&mut conn, |conn| {
+                leave::unsubscribe(conn, &subscription_id, method, Some(&evidence), now)
+            })
+        })
+    })
+    .await
+    .map_err(|e| AppError::internal(anyhow::anyhow!("blocking pool: {e}"), format))?
+    .map_err(|e| AppError::database(e, format))?;
+    let list_id = match outcome {
+        UnsubscribeOutcome::Unknown => return Err(not_found(format)),
+        UnsubscribeOutcome::Unsubscribed { list_id } => {
+            tracing::info!(method = method.as_str(), "unsubscribed");
+            list_id
+        }
+        UnsubscribeOutcome::AlreadyLeft { list_id } => list_id,
+    };
+    if format == Format::Json {
+        return Ok(token_headers(
+            HttpResponse::Ok().json(json!({ "status": "unsubscribed" })),
+        ));
+    }
+    let lang = ctx
+        .lists
+        .by_id(&list_id)
+        .map(|l| l.language().to_owned())
+        .unwrap_or_else(|| "en".to_owned());
+    result_page(&ctx, &lang, "unsubscribed_title", "unsubscribed_body")
+}
+
+/// `POST /withdraw/{token}`: withdraws consent on every list of the person;
+/// `erase=true` also erases their personal data.
+pub async fn withdraw(
+    req: HttpRequest,
+    ctx: web::Data<AppContext>,
+    token: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    let format = request::page_format(&req);
+    let subscription_id = verify(&ctx, &token, format)?;
+    let fields = form_fields(&req, payload, format).await?;
+    let erase = fields.iter().any(|(name, value)| {
+        name == "erase"
+            && matches!(
+                value.to_ascii_lowercase().as_str(),
+                "true" | "on" | "yes" | "1"
+            )
+    });
+    let view = load_view(&ctx, subscription_id, format).await?;
+    let lang = list_of(&ctx, &view, format)?.language().to_owned();
+    let evidence = request::evidence(&req, None).seal();
+    let now = naive(ctx.clock.now());
+    let pool = ctx.pool.clone();
+    let subscriber_id = view.subscription.subscriber_id.clone();
+    let outcome: WithdrawOutcome = spawn_blocking_in_span(move || {
+        let mut conn = pool.get().map_err(DbError::from)?;
+        retry(|| {
+            write_transaction(&mut conn, |conn| {
+                leave::withdraw(
+                    conn,
+                    &subscriber_id,
+                    EventMethod::Page,
+                    Some(&evidence),
+                    erase,
+                    now,
+                )
+            })
+        })
+    })
+    .await
+    .map_err(|e| AppError::internal(anyhow::anyhow!("blocking pool: {e}"), format))?
+    .map_err(|e| AppError::database(e, format))?;
+    tracing::info!(
+        withdrawn = outcome.withdrawn,
+        erased = outcome.erased,
+        "consent withdrawn"
+    );
+    let erased = outcome.erased || outcome.already_erased;
+    if format == Format::Json {
+        return Ok(token_headers(HttpResponse::Ok().json(json!({
+            "status": "withdrawn",
+            "erased": erased,
+        }))));
+    }
+    if erased {
+        result_page(&ctx, &lang, "erased_title", "erased_body")
+    } else {
+        result_page(&ctx, &lang, "withdrawn_title", "withdrawn_body")
+    }
+}
