@@ -191,6 +191,7 @@ fn run_direct(ctx: &SharedContext, backend: &'static str, seconds: u64) -> RunRe
                 let input = SignupInput {
                     list_id: list.id.clone(),
                     double_opt_in: true,
+                    welcome: true,
                     email_hmac: ctx.subject_hash(&email),
                     email,
                     name: None,

@@ -30,4 +30,67 @@ pub enum Command {
     },
     /// Check the configuration and print it with secrets redacted.
     CheckConfig,
+    /// Manage admin API keys (printed once, stored only hashed).
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+    /// Work with the consent ledger.
+    Ledger {
+        #[command(subcommand)]
+        action: LedgerCommand,
+    },
+    /// Write a compliance export to a file.
+    Export {
+        #[command(subcommand)]
+        what: ExportCommand,
+    },
+}
+
+/// `assent keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it once.
+    Create {
+        /// A name to list and revoke the key by.
+        #[arg(long)]
+        name: String,
+    },
+    /// List keys (names and dates, never the keys).
+    List,
+    /// Revoke a key by name.
+    Revoke {
+        /// The key's name.
+        name: String,
+    },
+}
+
+/// `assent ledger ...`
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Recompute every hash chain; exit 1 if any is broken.
+    Verify,
+}
+
+/// `assent export ...`
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// One record per subscription (see docs/compliance.md).
+    Consent {
+        /// csv, ndjson or iso27560.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Only this list.
+        #[arg(long)]
+        list: Option<String>,
+        /// Only subscriptions with activity at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// ... and before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+    },
 }

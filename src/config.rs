@@ -241,8 +241,27 @@ pub struct ListSettings {
     /// An address for `mailto:` unsubscribing, added to `List-Unsubscribe`.
     #[serde(default)]
     pub unsubscribe_mailto: Option<String>,
+    /// Who is responsible for the processing (GDPR controller), for
+    /// consent records.
+    #[serde(default)]
+    pub controller: ControllerSettings,
+    /// What the consent is for, as stated in consent records.
+    #[serde(default = "defaults::purpose")]
+    pub purpose: String,
+    /// How long the data is kept, as stated in consent records.
+    #[serde(default = "defaults::retention")]
+    pub retention: String,
     /// The consent texts; the one marked `current` (else the last) is shown.
     pub consent_texts: Vec<ConsentTextSettings>,
+}
+
+/// The controller named in consent records.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerSettings {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub contact: Option<String>,
 }
 
 /// One consent text of a list.
@@ -277,6 +296,12 @@ mod defaults {
     }
     pub fn language() -> String {
         "en".to_owned()
+    }
+    pub fn purpose() -> String {
+        "Sending the newsletter: news, announcements, updates and offers by email".to_owned()
+    }
+    pub fn retention() -> String {
+        "Until consent is withdrawn; consent records are kept as proof for as long as claims can be brought".to_owned()
     }
 }
 
@@ -417,6 +442,9 @@ fn example_list() -> ListSettings {
         language: "en".to_owned(),
         welcome: true,
         unsubscribe_mailto: None,
+        controller: ControllerSettings::default(),
+        purpose: defaults::purpose(),
+        retention: defaults::retention(),
         consent_texts: vec![ConsentTextSettings {
             text: EXAMPLE_CONSENT_TEXT.to_owned(),
             language: None,
@@ -530,6 +558,9 @@ fn validate_list(index: usize, list: &ListSettings) -> Result<ValidList, ConfigE
         language,
         welcome: list.welcome,
         unsubscribe_mailto,
+        controller: list.controller.clone(),
+        purpose: list.purpose.clone(),
+        retention: list.retention.clone(),
         consent_texts: texts,
         current_text: current,
     })
@@ -606,6 +637,9 @@ pub struct ValidList {
     pub language: LanguageTag,
     pub welcome: bool,
     pub unsubscribe_mailto: Option<crate::domain::EmailAddress>,
+    pub controller: ControllerSettings,
+    pub purpose: String,
+    pub retention: String,
     pub consent_texts: Vec<(ConsentText, LanguageTag)>,
     /// Index into `consent_texts`.
     pub current_text: usize,

@@ -52,6 +52,10 @@ pub enum ErrorKind {
     BadRequest(String),
     #[error("not found")]
     NotFound,
+    #[error("missing or invalid API key")]
+    Unauthorized,
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("unsupported content type")]
@@ -101,6 +105,8 @@ impl AppError {
             ErrorKind::Validation { .. } => "validation_failed",
             ErrorKind::BadRequest(_) => "malformed_request",
             ErrorKind::NotFound => "not_found",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Conflict(_) => "conflict",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
             ErrorKind::Unavailable(_) => "service_unavailable",
@@ -113,6 +119,8 @@ impl AppError {
             ErrorKind::Validation { .. } => "The request has invalid fields",
             ErrorKind::BadRequest(_) => "The request could not be read",
             ErrorKind::NotFound => "Not found",
+            ErrorKind::Unauthorized => "A valid API key is required",
+            ErrorKind::Conflict(_) => "The request conflicts with the current state",
             ErrorKind::PayloadTooLarge => "The request body is too large",
             ErrorKind::UnsupportedMediaType => "Unsupported content type",
             ErrorKind::Unavailable(_) => "The service is temporarily unavailable",
@@ -129,6 +137,10 @@ impl AppError {
                 .join(" "),
             ErrorKind::BadRequest(why) => why.clone(),
             ErrorKind::NotFound => "There is nothing at this address.".to_owned(),
+            ErrorKind::Unauthorized => {
+                "Send an active admin API key as `Authorization: Bearer ak_...`.".to_owned()
+            }
+            ErrorKind::Conflict(why) => why.clone(),
             ErrorKind::PayloadTooLarge => "Send at most 16 KiB.".to_owned(),
             ErrorKind::UnsupportedMediaType => {
                 "Send application/x-www-form-urlencoded, multipart/form-data or application/json."
@@ -203,6 +215,8 @@ impl ResponseError for AppError {
             ErrorKind::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::BadRequest(_) => StatusCode::BAD_REQUEST,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Conflict(_) => StatusCode::CONFLICT,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -253,6 +267,12 @@ impl ResponseError for AppError {
                 }
             }
         };
+        if matches!(self.kind, ErrorKind::Unauthorized) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"assent-admin\""),
+            );
+        }
         if matches!(self.kind, ErrorKind::Unavailable(_)) {
             response
                 .headers_mut()

@@ -3,11 +3,13 @@
 
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod context;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod exports;
 pub mod ledger;
 pub mod mail;
 pub mod registry;

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use assent::cli::{Cli, Command};
+use assent::cli::{Cli, Command, ExportCommand, LedgerCommand};
 use assent::clock::SystemClock;
+use assent::commands;
 use assent::config::Settings;
 use assent::db::migrate;
 use assent::startup::Application;
@@ -29,6 +30,20 @@ fn main() -> ExitCode {
             println!("{settings:#?}");
             Ok(())
         }
+        Command::Keys { action } => commands::keys(&settings, action),
+        Command::Ledger {
+            action: LedgerCommand::Verify,
+        } => commands::verify_ledger(&settings),
+        Command::Export {
+            what:
+                ExportCommand::Consent {
+                    format,
+                    out,
+                    list,
+                    since,
+                    until,
+                },
+        } => commands::export_consent(&settings, &format, &out, list, since, until),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

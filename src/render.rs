@@ -173,14 +173,14 @@ pub fn strings(lang: &str) -> Value {
             unsubscribe_button => "Abmelden",
             already_left => "Sie sind bereits abgemeldet von",
             withdraw_heading => "Einwilligung widerrufen",
-            withdraw_explain => "Sie können Ihre Einwilligung für alle Listen widerrufen und Ihre Daten löschen lassen. Es bleibt nur ein verschlüsselter Nachweis ohne Ihre Adresse.",
+            withdraw_explain => "Sie können Ihre Einwilligung für alle Listen widerrufen und Ihre Daten löschen lassen. Es bleibt nur ein pseudonymer Nachweis ohne Ihre Adresse.",
             withdraw_erase_button => "Einwilligung für alle Listen widerrufen und meine Daten löschen",
             unsubscribed_title => "Abgemeldet",
             unsubscribed_body => "Sie sind abgemeldet und erhalten keine weiteren E-Mails von dieser Liste.",
             withdrawn_title => "Einwilligung widerrufen",
             withdrawn_body => "Ihre Einwilligung ist für alle Listen widerrufen. Sie erhalten keine weiteren E-Mails.",
             erased_title => "Daten gelöscht",
-            erased_body => "Ihre Einwilligung ist für alle Listen widerrufen und Ihre personenbezogenen Daten (Adresse, Name, IP-Adressen, Browserangaben) sind gelöscht. Es bleibt ein verschlüsselter Nachweis ohne Ihre Adresse.",
+            erased_body => "Ihre Einwilligung ist für alle Listen widerrufen und Ihre personenbezogenen Daten (Adresse, Name, IP-Adressen, Browserangaben) sind gelöscht. Es bleibt ein pseudonymer Nachweis ohne Ihre Adresse.",
         }
     } else {
         context! {

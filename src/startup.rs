@@ -162,6 +162,18 @@ fn extractor_error(error: impl std::fmt::Display, req: &HttpRequest) -> actix_we
     AppError::new(ErrorKind::BadRequest(error.to_string()), format).into()
 }
 
+fn json_error(error: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError;
+    let kind = match error {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ErrorKind::PayloadTooLarge
+        }
+        JsonPayloadError::ContentType => ErrorKind::UnsupportedMediaType,
+        other => ErrorKind::BadRequest(other.to_string()),
+    };
+    AppError::new(kind, crate::error::Format::Json).into()
+}
+
 impl Application {
     /// Builds everything and binds the listener (port 0 picks a free port).
     pub async fn build(settings: ValidSettings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
@@ -184,6 +196,11 @@ impl Application {
                 .app_data(data.clone())
                 .app_data(web::PathConfig::default().error_handler(extractor_error))
                 .app_data(web::QueryConfig::default().error_handler(extractor_error))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(crate::routes::body::MAX_BODY_BYTES)
+                        .error_handler(json_error),
+                )
                 .configure(routes::configure)
                 .default_service(web::to(not_found))
         })

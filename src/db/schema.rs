@@ -127,6 +127,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        name -> Text,
+        key_sha256 -> Text,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(consent_versions -> lists (list_id));
 diesel::joinable!(consent_versions -> consent_texts (text_sha256));
 diesel::joinable!(subscriptions -> subscribers (subscriber_id));
@@ -137,6 +148,7 @@ diesel::joinable!(confirmation_tokens -> subscriptions (subscription_id));
 diesel::joinable!(outbox -> subscriptions (subscription_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    api_keys,
     server_secrets,
     lists,
     consent_texts,

@@ -1,6 +1,7 @@
 //! The domain: values that can only be built valid, and the subscription
 //! state machine. Nothing here knows about diesel or actix.
 
+pub mod api_key;
 pub mod consent;
 pub mod email;
 pub mod list_slug;

@@ -4,6 +4,7 @@
 pub mod chain;
 pub mod event;
 pub mod evidence;
+pub mod verify;
 
 pub use chain::{ChainHead, GENESIS_HASH, event_hash};
 pub use event::{EventKind, EventMethod};

@@ -1,8 +1,10 @@
 //! HTTP routes, one file per feature; `configure` registers them all, for
 //! the server and the tests alike.
 
+pub mod admin;
 pub mod body;
 pub mod confirm;
+pub mod db_call;
 pub mod health;
 pub mod leave;
 pub mod pages;
@@ -27,5 +29,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/confirm/{token}", web::post().to(confirm::confirm))
         .route("/unsubscribe/{token}", web::get().to(leave::show))
         .route("/unsubscribe/{token}", web::post().to(leave::unsubscribe))
-        .route("/withdraw/{token}", web::post().to(leave::withdraw));
+        .route("/withdraw/{token}", web::post().to(leave::withdraw))
+        .configure(admin::configure);
 }

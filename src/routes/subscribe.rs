@@ -332,6 +332,7 @@ pub async fn subscribe(
     let input = SignupInput {
         list_id: list.id.clone(),
         double_opt_in: list.settings.double_opt_in,
+        welcome: list.settings.welcome,
         email_hmac: ctx.subject_hash(&validated.email),
         email: validated.email,
         name: validated.name,
@@ -358,7 +359,7 @@ pub async fn subscribe(
     .map_err(|e| AppError::internal(anyhow::anyhow!("blocking pool: {e}"), format))?;
     match outcome {
         Ok(outcome) => {
-            if matches!(outcome, SignupOutcome::ConfirmationQueued { .. }) {
+            if !matches!(outcome, SignupOutcome::AlreadyConfirmed) {
                 ctx.outbox_wake.notify_one();
             }
             tracing::info!(list = list.slug(), email = %masked, outcome = ?outcome, "sign-up recorded");

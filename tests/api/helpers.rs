@@ -531,3 +531,66 @@ impl TestApp {
         self.local(&url)
     }
 }
+
+impl TestApp {
+    /// Creates an admin API key (as `assent keys create` does).
+    pub fn admin_key(&self, name: &str) -> String {
+        let key = assent::domain::api_key::ApiKey::generate();
+        let mut conn = self.db();
+        assent::db::repo::api_keys::create(
+            &mut conn,
+            name,
+            &key.digest(),
+            chrono::Utc::now().naive_utc(),
+        )
+        .unwrap();
+        key.expose().to_owned()
+    }
+
+    /// A request to an admin route with a key.
+    pub fn admin(&self, method: reqwest::Method, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(key)
+    }
+
+    /// GETs an admin route and returns the JSON body.
+    pub async fn admin_json(&self, path: &str, key: &str) -> serde_json::Value {
+        let response = self
+            .admin(reqwest::Method::GET, path, key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.json().await.unwrap()
+    }
+
+    /// GETs an admin route and returns the text body.
+    pub async fn admin_text(&self, path: &str, key: &str) -> String {
+        let response = self
+            .admin(reqwest::Method::GET, path, key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.text().await.unwrap()
+    }
+
+    /// Runs a statement against the test database (tampering tests).
+    pub fn execute(&self, sql: &str) -> usize {
+        use diesel::RunQueryDsl;
+        let mut conn = self.db();
+        diesel::sql_query(sql).execute(&mut conn).unwrap()
+    }
+
+    /// Unsubscribes through a one-click POST.
+    pub async fn one_click(&self, url: &str) {
+        let response = self
+            .client
+            .post(url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("List-Unsubscribe=One-Click")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+}

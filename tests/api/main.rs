@@ -4,8 +4,11 @@
 mod helpers;
 mod smtp_server;
 
+mod admin;
 mod confirm;
+mod exports;
 mod health;
 mod leave;
+mod ledger;
 mod outbox;
 mod signup;

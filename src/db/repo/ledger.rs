@@ -177,3 +177,83 @@ pub fn events_of(
         .select(ConsentEventRow::as_select())
         .load(conn)?)
 }
+
+/// Verifies every chain, paging through subscribers in id order so memory
+/// stays flat whatever the size of the ledger.
+pub fn verify_all(
+    conn: &mut DbConnection,
+    page_size: i64,
+) -> Result<crate::ledger::verify::Report, DbError> {
+    use crate::ledger::verify::{StoredEvent, Verifier};
+    let mut verifier = Verifier::default();
+    let mut after = String::new();
+    loop {
+        let page: Vec<(String, i64, String)> = subscribers::table
+            .filter(subscribers::id.gt(&after))
+            .order(subscribers::id.asc())
+            .limit(page_size)
+            .select((
+                subscribers::id,
+                subscribers::chain_seq,
+                subscribers::chain_head,
+            ))
+            .load(conn)?;
+        let Some(last) = page.last() else {
+            return Ok(verifier.finish());
+        };
+        after = last.0.clone();
+        let ids: Vec<&str> = page.iter().map(|(id, _, _)| id.as_str()).collect();
+        let rows: Vec<ConsentEventRow> = consent_events::table
+            .filter(consent_events::subscriber_id.eq_any(&ids))
+            .order((
+                consent_events::subscriber_id.asc(),
+                consent_events::seq.asc(),
+            ))
+            .select(ConsentEventRow::as_select())
+            .load(conn)?;
+        let times: Vec<String> = rows.iter().map(|r| format_time(r.occurred_at)).collect();
+        let mut start = 0;
+        for (id, seq, head) in &page {
+            let end = start
+                + rows[start..]
+                    .iter()
+                    .take_while(|r| &r.subscriber_id == id)
+                    .count();
+            let events: Vec<StoredEvent<'_>> = rows[start..end]
+                .iter()
+                .zip(&times[start..end])
+                .map(|(row, time)| StoredEvent {
+                    fields: HashedFields {
+                        id: &row.id,
+                        subscriber_id: &row.subscriber_id,
+                        seq: row.seq,
+                        kind: &row.kind,
+                        occurred_at: time,
+                        subscription_id: row.subscription_id.as_deref(),
+                        list_id: row.list_id.as_deref(),
+                        consent_version_id: row.consent_version_id.as_deref(),
+                        consent_sha256: row.consent_sha256.as_deref(),
+                        method: row.method.as_deref(),
+                        evidence_sha256: row.evidence_sha256.as_deref(),
+                        details: &row.details,
+                    },
+                    prev_hash: &row.prev_hash,
+                    hash: &row.hash,
+                })
+                .collect();
+            if let Err(broken) = verifier.subscriber(id, *seq, head, &events) {
+                return Ok(verifier.fail(broken));
+            }
+            start = end;
+        }
+        if start != rows.len() {
+            let orphan = &rows[start];
+            return Ok(verifier.fail(crate::ledger::verify::Broken {
+                subscriber_id: orphan.subscriber_id.clone(),
+                seq: orphan.seq,
+                event_id: Some(orphan.id.clone()),
+                reason: "an event is out of order in its chain".to_owned(),
+            }));
+        }
+    }
+}

@@ -144,10 +144,12 @@ pub fn mark_sent(
     owner: &str,
     now: NaiveDateTime,
 ) -> Result<bool, DbError> {
+    // A row cancelled meanwhile (erasure) stays cancelled.
     let updated = diesel::update(
         outbox::table
             .filter(outbox::id.eq(id))
-            .filter(outbox::lease_owner.eq(owner)),
+            .filter(outbox::lease_owner.eq(owner))
+            .filter(outbox::state.eq("pending")),
     )
     .set((
         outbox::state.eq("sent"),
@@ -178,7 +180,8 @@ pub fn mark_failed(
     diesel::update(
         outbox::table
             .filter(outbox::id.eq(id))
-            .filter(outbox::lease_owner.eq(owner)),
+            .filter(outbox::lease_owner.eq(owner))
+            .filter(outbox::state.eq("pending")),
     )
     .set((
         outbox::state.eq(if dead { "dead" } else { "pending" }),
@@ -241,4 +244,23 @@ pub fn next_due(conn: &mut DbConnection) -> Result<Option<NaiveDateTime>, DbErro
         .filter(outbox::state.eq("pending"))
         .select(diesel::dsl::min(outbox::next_attempt_at))
         .first::<Option<NaiveDateTime>>(conn)?)
+}
+
+/// Puts a dead row back in the queue, due now, with a fresh attempt count.
+/// Returns false when the row does not exist or is not dead.
+pub fn retry_dead(conn: &mut DbConnection, id: &str, now: NaiveDateTime) -> Result<bool, DbError> {
+    let updated = diesel::update(
+        outbox::table
+            .filter(outbox::id.eq(id))
+            .filter(outbox::state.eq("dead")),
+    )
+    .set((
+        outbox::state.eq("pending"),
+        outbox::attempts.eq(0),
+        outbox::next_attempt_at.eq(now),
+        outbox::lease_owner.eq(None::<String>),
+        outbox::lease_until.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)?;
+    Ok(updated == 1)
 }

@@ -46,6 +46,8 @@ impl ConsentSource {
 pub struct SignupInput {
     pub list_id: String,
     pub double_opt_in: bool,
+    /// Whether the list sends a welcome email once confirmed.
+    pub welcome: bool,
     pub email: EmailAddress,
     /// Keyed hash of the address's identity.
     pub email_hmac: String,
@@ -204,6 +206,17 @@ pub fn record(
                 subscriptions::confirmed_at.eq(now),
             ))
             .execute(conn)?;
+        if input.welcome {
+            // The welcome email carries the unsubscribe link.
+            outbox::enqueue(
+                conn,
+                OutboxKind::Welcome,
+                Some(&subscription_id),
+                &json!({}),
+                &input.message_domain,
+                now,
+            )?;
+        }
         Ok(SignupOutcome::ConfirmedWithoutOptIn)
     }
 }

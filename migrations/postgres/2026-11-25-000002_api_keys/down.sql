@@ -1,0 +1,2 @@
+DROP INDEX subscriptions_updated_at;
+DROP TABLE api_keys;

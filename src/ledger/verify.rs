@@ -1,0 +1,157 @@
+//! Verifying the ledger: every chain recomputed from its first event, its
+//! links, its numbering and its stored head; and the ledger head, one hash
+//! over every chain head, that summarises the whole ledger at a moment.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::chain::{GENESIS_HASH, HashedFields, event_hash};
+
+/// An event as stored, for verification.
+#[derive(Debug, Clone)]
+pub struct StoredEvent<'a> {
+    pub fields: HashedFields<'a>,
+    pub prev_hash: &'a str,
+    pub hash: &'a str,
+}
+
+/// The first problem found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Broken {
+    pub subscriber_id: String,
+    /// The position in the chain where the problem shows.
+    pub seq: i64,
+    /// The event at that position, when there is one.
+    pub event_id: Option<String>,
+    pub reason: String,
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub events: u64,
+    pub subscribers: u64,
+    /// The ledger head (only when every chain verified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken: Option<Broken>,
+}
+
+/// Checks chains one subscriber at a time, in subscriber id order.
+pub struct Verifier {
+    events: u64,
+    subscribers: u64,
+    head: Sha256,
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        let mut head = Sha256::new();
+        head.update(b"assent-ledger-head-v1\0");
+        Verifier {
+            events: 0,
+            subscribers: 0,
+            head,
+        }
+    }
+}
+
+impl Verifier {
+    /// Checks one subscriber's chain: `events` in `seq` order, against the
+    /// head stored on the subscriber row.
+    pub fn subscriber(
+        &mut self,
+        subscriber_id: &str,
+        stored_seq: i64,
+        stored_head: &str,
+        events: &[StoredEvent<'_>],
+    ) -> Result<(), Broken> {
+        let broken = |seq: i64, event_id: Option<&str>, reason: String| Broken {
+            subscriber_id: subscriber_id.to_owned(),
+            seq,
+            event_id: event_id.map(str::to_owned),
+            reason,
+        };
+        let mut prev = GENESIS_HASH.to_owned();
+        for (index, event) in events.iter().enumerate() {
+            let expected_seq = index as i64 + 1;
+            let id = Some(event.fields.id);
+            if event.fields.seq != expected_seq {
+                return Err(broken(
+                    expected_seq,
+                    id,
+                    format!(
+                        "event {expected_seq} is missing (found {})",
+                        event.fields.seq
+                    ),
+                ));
+            }
+            if event.prev_hash != prev {
+                return Err(broken(
+                    expected_seq,
+                    id,
+                    "prev_hash does not link to the previous event".to_owned(),
+                ));
+            }
+            let recomputed = event_hash(&prev, &event.fields);
+            if recomputed != event.hash {
+                return Err(broken(
+                    expected_seq,
+                    id,
+                    "the event's content does not match its hash".to_owned(),
+                ));
+            }
+            prev = recomputed;
+            self.events += 1;
+        }
+        let count = events.len() as i64;
+        if stored_seq != count {
+            return Err(broken(
+                count + 1,
+                None,
+                format!(
+                    "the chain has {count} events but its head says {stored_seq}: events were deleted"
+                ),
+            ));
+        }
+        if stored_head != prev {
+            return Err(broken(
+                count,
+                None,
+                "the stored chain head does not match the last event".to_owned(),
+            ));
+        }
+        if count > 0 {
+            self.subscribers += 1;
+            for part in [subscriber_id, &count.to_string(), prev.as_str()] {
+                self.head.update(part.as_bytes());
+                self.head.update([0u8]);
+            }
+        }
+        Ok(())
+    }
+
+    /// The report for a ledger that verified.
+    pub fn finish(self) -> Report {
+        Report {
+            ok: true,
+            events: self.events,
+            subscribers: self.subscribers,
+            head: Some(hex::encode(self.head.finalize())),
+            broken: None,
+        }
+    }
+
+    /// The report for a ledger that did not.
+    pub fn fail(self, broken: Broken) -> Report {
+        Report {
+            ok: false,
+            events: self.events,
+            subscribers: self.subscribers,
+            head: None,
+            broken: Some(broken),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The outbox for operators: dead letters and retrying them.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Admin;
+use crate::clock::naive;
+use crate::context::AppContext;
+use crate::db::repo::outbox as repo;
+use crate::error::{AppError, ErrorKind, FieldError, Format};
+use crate::ledger::chain::format_time;
+use crate::routes::db_call::with_conn;
+
+/// `?state=` of `GET /admin/outbox`.
+#[derive(Debug, Deserialize)]
+pub struct StateQuery {
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /admin/outbox?state=dead|pending|sent|cancelled&limit=N` (newest first;
+/// payloads are never shown).
+pub async fn index(
+    _admin: Admin,
+    ctx: web::Data<AppContext>,
+    query: web::Query<StateQuery>,
+) -> Result<HttpResponse, AppError> {
+    let state = query.state.clone().unwrap_or_else(|| "dead".to_owned());
+    if !matches!(state.as_str(), "dead" | "pending" | "sent" | "cancelled") {
+        return Err(AppError::new(
+            ErrorKind::Validation {
+                errors: vec![FieldError::new(
+                    "state",
+                    "state_invalid",
+                    "state is dead, pending, sent or cancelled",
+                )],
+                back_url: String::new(),
+            },
+            Format::Json,
+        ));
+    }
+    let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
+    let rows = with_conn(&ctx, Format::Json, move |conn| {
+        repo::list_by_state(conn, &state, limit)
+    })
+    .await?;
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "kind": r.kind,
+                "state": r.state,
+                "attempts": r.attempts,
+                "last_error": r.last_error,
+                "message_id": r.message_id,
+                "subscription_id": r.subscription_id,
+                "created_at": format_time(r.created_at),
+                "next_attempt_at": format_time(r.next_attempt_at),
+                "sent_at": r.sent_at.map(format_time),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "rows": rows })))
+}
+
+/// `POST /admin/outbox/{id}/retry`: a dead row goes back to the queue, due
+/// now, with a fresh attempt count.
+pub async fn retry(
+    _admin: Admin,
+    ctx: web::Data<AppContext>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let now = naive(ctx.clock.now());
+    let id = id.into_inner();
+    let row_id = id.clone();
+    let retried = with_conn(&ctx, Format::Json, move |conn| {
+        repo::retry_dead(conn, &row_id, now)
+    })
+    .await?;
+    if !retried {
+        return Err(AppError::new(
+            ErrorKind::Conflict("no dead outbox row has this id".to_owned()),
+            Format::Json,
+        ));
+    }
+    ctx.outbox_wake.notify_one();
+    Ok(HttpResponse::Ok().json(json!({ "id": id, "state": "pending" })))
+}
