@@ -136,6 +136,8 @@ database_url = "{url}"
 mail_url = "file://{}"
 [outbox]
 worker = false
+[abuse]
+rate_limit_per_minute = 0
 [log]
 filter = "warn"
 "#,
@@ -208,6 +210,10 @@ fn run_direct(ctx: &SharedContext, backend: &'static str, seconds: u64) -> RunRe
                     token: ConfirmationToken::generate(),
                     token_ttl: chrono::Duration::days(7),
                     message_domain: "localhost".into(),
+                    budget: assent::db::repo::signup::ConfirmationBudget {
+                        interval: chrono::Duration::minutes(10),
+                        per_day: 3,
+                    },
                 };
                 let now = naive(ctx.clock.now());
                 retry(|| write_transaction(&mut conn, |c| signup::record(c, &input, now))).unwrap();

@@ -31,6 +31,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "tokens",
     "http",
     "log",
+    "abuse",
     "lists",
 ];
 
@@ -62,6 +63,8 @@ pub struct Settings {
     pub http: HttpSettings,
     #[serde(default)]
     pub log: LogSettings,
+    #[serde(default)]
+    pub abuse: AbuseSettings,
     /// The lists; when none is configured, the example list `newsletter`.
     #[serde(default)]
     pub lists: Vec<ListSettings>,
@@ -180,6 +183,9 @@ pub struct HttpSettings {
     pub workers: usize,
     /// How long a stopping instance lets in-flight requests finish.
     pub shutdown_grace_secs: u64,
+    /// Reverse proxies (CIDR) whose `X-Forwarded-For` / `Forwarded` is
+    /// believed. Empty: the socket peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -187,6 +193,38 @@ impl Default for HttpSettings {
         HttpSettings {
             workers: 0,
             shutdown_grace_secs: 30,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Defences against subscription bombing and bots.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AbuseSettings {
+    /// At most one confirmation email per address within this many seconds.
+    pub confirmation_interval_secs: u64,
+    /// At most this many confirmation emails per address in 24 hours.
+    pub confirmations_per_day: u32,
+    /// How long "I did not ask for this" stops confirmation emails.
+    pub refusal_days: u64,
+    /// Sign-ups per minute per client IP (0 turns the limit off).
+    pub rate_limit_per_minute: u32,
+    /// Sign-ups a client IP may send at once before the rate applies.
+    pub rate_limit_burst: u32,
+    /// Networks (CIDR) the rate limit does not apply to.
+    pub rate_limit_exempt: Vec<String>,
+}
+
+impl Default for AbuseSettings {
+    fn default() -> Self {
+        AbuseSettings {
+            confirmation_interval_secs: 600,
+            confirmations_per_day: 3,
+            refusal_days: 365,
+            rate_limit_per_minute: 10,
+            rate_limit_burst: 20,
+            rate_limit_exempt: Vec::new(),
         }
     }
 }
@@ -241,6 +279,13 @@ pub struct ListSettings {
     /// An address for `mailto:` unsubscribing, added to `List-Unsubscribe`.
     #[serde(default)]
     pub unsubscribe_mailto: Option<String>,
+    /// Origins (`https://clinic.example`) whose pages may post to this list;
+    /// empty allows any. Browsers posting from elsewhere get 403.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Origins that may show the hosted form in a frame; empty allows none.
+    #[serde(default)]
+    pub embed_origins: Vec<String>,
     /// Who is responsible for the processing (GDPR controller), for
     /// consent records.
     #[serde(default)]
@@ -411,7 +456,16 @@ impl Settings {
             }
             valid_lists.push(valid);
         }
+        let trusted_proxies = parse_networks("http.trusted_proxies", &self.http.trusted_proxies)?;
+        let rate_limit_exempt =
+            parse_networks("abuse.rate_limit_exempt", &self.abuse.rate_limit_exempt)?;
+        if self.abuse.confirmations_per_day == 0 {
+            return Err(invalid("abuse.confirmations_per_day", "must be at least 1"));
+        }
         Ok(ValidSettings {
+            trusted_proxies,
+            rate_limit_exempt,
+            abuse: self.abuse.clone(),
             bind,
             base_url,
             database_url,
@@ -442,6 +496,8 @@ fn example_list() -> ListSettings {
         language: "en".to_owned(),
         welcome: true,
         unsubscribe_mailto: None,
+        allowed_origins: Vec::new(),
+        embed_origins: Vec::new(),
         controller: ControllerSettings::default(),
         purpose: defaults::purpose(),
         retention: defaults::retention(),
@@ -470,6 +526,40 @@ fn parse_absolute_url(key: &str, value: &str) -> Result<Url, ConfigError> {
         return Err(invalid(key, "must be an http:// or https:// URL"));
     }
     Ok(url)
+}
+
+fn parse_origins(key: &str, values: &[String]) -> Result<Vec<String>, ConfigError> {
+    values
+        .iter()
+        .map(|value| {
+            let url = parse_absolute_url(key, value)?;
+            let origin = url.origin().ascii_serialization();
+            if value.trim_end_matches('/') != origin {
+                return Err(invalid(
+                    key,
+                    format!("{value:?} is not an origin; use {origin}"),
+                ));
+            }
+            Ok(origin)
+        })
+        .collect()
+}
+
+fn parse_networks(key: &str, values: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    values
+        .iter()
+        .map(|value| {
+            value
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        key,
+                        format!("{value:?} is not a CIDR network or an address"),
+                    )
+                })
+        })
+        .collect()
 }
 
 fn validate_list(index: usize, list: &ListSettings) -> Result<ValidList, ConfigError> {
@@ -558,6 +648,8 @@ fn validate_list(index: usize, list: &ListSettings) -> Result<ValidList, ConfigE
         language,
         welcome: list.welcome,
         unsubscribe_mailto,
+        allowed_origins: parse_origins(&key("allowed_origins"), &list.allowed_origins)?,
+        embed_origins: parse_origins(&key("embed_origins"), &list.embed_origins)?,
         controller: list.controller.clone(),
         purpose: list.purpose.clone(),
         retention: list.retention.clone(),
@@ -637,6 +729,9 @@ pub struct ValidList {
     pub language: LanguageTag,
     pub welcome: bool,
     pub unsubscribe_mailto: Option<crate::domain::EmailAddress>,
+    /// Serialised origins (`scheme://host[:port]`).
+    pub allowed_origins: Vec<String>,
+    pub embed_origins: Vec<String>,
     pub controller: ControllerSettings,
     pub purpose: String,
     pub retention: String,
@@ -649,6 +744,9 @@ pub struct ValidList {
 #[derive(Debug, Clone)]
 pub struct ValidSettings {
     pub bind: SocketAddr,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub rate_limit_exempt: Vec<ipnet::IpNet>,
+    pub abuse: AbuseSettings,
     pub base_url: Url,
     pub database_url: DbUrl,
     pub mail_url: MailUrl,

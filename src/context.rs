@@ -56,6 +56,10 @@ pub struct AppContext {
     pub outbox_wake: Notify,
     /// Names this process in outbox leases.
     pub instance_id: String,
+    /// Sign-ups per client IP.
+    pub rate_limiter: crate::rate_limit::RateLimiter,
+    /// What happened, for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppContext {

@@ -56,6 +56,10 @@ pub enum ErrorKind {
     Unauthorized,
     #[error("conflict: {0}")]
     Conflict(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("unsupported content type")]
@@ -107,6 +111,8 @@ impl AppError {
             ErrorKind::NotFound => "not_found",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Conflict(_) => "conflict",
+            ErrorKind::Forbidden(_) => "forbidden",
+            ErrorKind::TooManyRequests { .. } => "rate_limited",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
             ErrorKind::Unavailable(_) => "service_unavailable",
@@ -121,6 +127,8 @@ impl AppError {
             ErrorKind::NotFound => "Not found",
             ErrorKind::Unauthorized => "A valid API key is required",
             ErrorKind::Conflict(_) => "The request conflicts with the current state",
+            ErrorKind::Forbidden(_) => "This request is not allowed",
+            ErrorKind::TooManyRequests { .. } => "Too many requests",
             ErrorKind::PayloadTooLarge => "The request body is too large",
             ErrorKind::UnsupportedMediaType => "Unsupported content type",
             ErrorKind::Unavailable(_) => "The service is temporarily unavailable",
@@ -140,7 +148,10 @@ impl AppError {
             ErrorKind::Unauthorized => {
                 "Send an active admin API key as `Authorization: Bearer ak_...`.".to_owned()
             }
-            ErrorKind::Conflict(why) => why.clone(),
+            ErrorKind::Conflict(why) | ErrorKind::Forbidden(why) => why.clone(),
+            ErrorKind::TooManyRequests { retry_after_secs } => {
+                format!("Please wait {retry_after_secs} seconds before trying again.")
+            }
             ErrorKind::PayloadTooLarge => "Send at most 16 KiB.".to_owned(),
             ErrorKind::UnsupportedMediaType => {
                 "Send application/x-www-form-urlencoded, multipart/form-data or application/json."
@@ -193,20 +204,39 @@ pub fn problem_response(
         .body(serde_json::to_string(&body).unwrap_or_else(|_| "{}".to_owned()))
 }
 
-/// The headers every HTML page carries.
+/// The headers every HTML page carries; the page cannot be framed.
 pub fn html_response(status: StatusCode, body: String, form_action: &str) -> HttpResponse {
+    page_response(status, body, form_action, &[])
+}
+
+/// An HTML page that the given origins may show in a frame (the hosted
+/// form, per list `embed_origins`); none: no framing at all.
+pub fn page_response(
+    status: StatusCode,
+    body: String,
+    form_action: &str,
+    frame_origins: &[String],
+) -> HttpResponse {
+    let frame_ancestors = if frame_origins.is_empty() {
+        "'none'".to_owned()
+    } else {
+        frame_origins.join(" ")
+    };
     let csp = format!(
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
-         frame-ancestors 'none'; base-uri 'none'"
+         frame-ancestors {frame_ancestors}; base-uri 'none'"
     );
-    HttpResponse::build(status)
+    let mut builder = HttpResponse::build(status);
+    builder
         .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
         .insert_header((
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static("default-src 'none'")),
-        ))
-        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
-        .body(body)
+        ));
+    if frame_origins.is_empty() {
+        builder.insert_header((header::X_FRAME_OPTIONS, "DENY"));
+    }
+    builder.body(body)
 }
 
 impl ResponseError for AppError {
@@ -217,6 +247,8 @@ impl ResponseError for AppError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorKind::Conflict(_) => StatusCode::CONFLICT,
+            ErrorKind::Forbidden(_) => StatusCode::FORBIDDEN,
+            ErrorKind::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -271,6 +303,13 @@ impl ResponseError for AppError {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"assent-admin\""),
+            );
+        }
+        if let ErrorKind::TooManyRequests { retry_after_secs } = self.kind {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&retry_after_secs.to_string())
+                    .unwrap_or(HeaderValue::from_static("60")),
             );
         }
         if matches!(self.kind, ErrorKind::Unavailable(_)) {

@@ -12,6 +12,8 @@ pub mod error;
 pub mod exports;
 pub mod ledger;
 pub mod mail;
+pub mod metrics;
+pub mod rate_limit;
 pub mod registry;
 pub mod render;
 pub mod routes;

@@ -6,41 +6,28 @@ use minijinja::{Environment, Value, context};
 /// The stylesheet every page links to.
 pub const STYLESHEET: &str = include_str!("templates/assent.css");
 
-const TEMPLATES: &[(&str, &str)] = &[
-    ("layout.html", include_str!("templates/layout.html")),
-    ("index.html", include_str!("templates/index.html")),
-    ("form.html", include_str!("templates/form.html")),
-    (
-        "check_inbox.html",
-        include_str!("templates/check_inbox.html"),
-    ),
-    (
-        "signup_errors.html",
-        include_str!("templates/signup_errors.html"),
-    ),
-    ("confirm.html", include_str!("templates/confirm.html")),
-    ("confirmed.html", include_str!("templates/confirmed.html")),
-    ("message.html", include_str!("templates/message.html")),
-    (
-        "confirmation_email.txt",
-        include_str!("templates/confirmation_email.txt"),
-    ),
-    (
-        "confirmation_email.html",
-        include_str!("templates/confirmation_email.html"),
-    ),
-    (
-        "welcome_email.txt",
-        include_str!("templates/welcome_email.txt"),
-    ),
-    (
-        "welcome_email.html",
-        include_str!("templates/welcome_email.html"),
-    ),
-    (
-        "unsubscribe.html",
-        include_str!("templates/unsubscribe.html"),
-    ),
+/// Pairs each template name with its source, compiled in.
+macro_rules! compiled_in {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("templates/", $name)))),*]
+    };
+}
+
+const TEMPLATES: &[(&str, &str)] = compiled_in![
+    "layout.html",
+    "index.html",
+    "form.html",
+    "check_inbox.html",
+    "signup_errors.html",
+    "confirm.html",
+    "confirmed.html",
+    "message.html",
+    "unsubscribe.html",
+    "refuse.html",
+    "confirmation_email.txt",
+    "confirmation_email.html",
+    "welcome_email.txt",
+    "welcome_email.html",
 ];
 
 /// The compiled templates.
@@ -164,6 +151,16 @@ pub fn strings(lang: &str) -> Value {
             superseded_body => "Dieser Link gilt nicht mehr. Bitte melden Sie sich erneut an.",
             sign_up_again => "Erneut anmelden",
             welcome_subject => "Willkommen",
+            mail_not_me => "Sie haben das nicht angefordert? Dann keine weiteren Bestätigungs-E-Mails an diese Adresse:",
+            refuse_title => "Keine weiteren Bestätigungs-E-Mails",
+            refuse_explain => "Jemand hat diese Adresse ohne Ihr Wissen angemeldet? Mit einem Klick erhalten Sie ein Jahr lang keine Bestätigungs-E-Mails mehr, für keine Liste. Betroffen war",
+            refuse_button => "Keine Bestätigungs-E-Mails mehr an diese Adresse",
+            refuse_later => "Möchten Sie sich später doch anmelden, öffnen Sie diesen Link erneut und heben Sie die Sperre auf.",
+            refused_now => "Diese Adresse erhält keine Bestätigungs-E-Mails bis",
+            refuse_lift_explain => "Sie möchten sich doch anmelden? Heben Sie die Sperre auf und melden Sie sich erneut an.",
+            refuse_lift_button => "Sperre aufheben",
+            refused_done => "Erledigt. Diese Adresse erhält keine Bestätigungs-E-Mails mehr.",
+            lifted_done => "Die Sperre ist aufgehoben. Sie können sich wieder anmelden.",
             welcome_hello => "Hallo,",
             welcome_body => "Ihre Anmeldung ist bestätigt. Sie erhalten ab jetzt",
             welcome_leave => "Abmelden können Sie sich jederzeit mit einem Klick:",
@@ -215,6 +212,16 @@ pub fn strings(lang: &str) -> Value {
             superseded_body => "This link is no longer valid. Please sign up again.",
             sign_up_again => "Sign up again",
             welcome_subject => "Welcome",
+            mail_not_me => "Did not ask for this? Stop all confirmation emails to this address:",
+            refuse_title => "No more confirmation emails",
+            refuse_explain => "Someone signed this address up without your knowledge? With one click it receives no confirmation emails for a year, for any list. The sign-up was for",
+            refuse_button => "Stop confirmation emails to this address",
+            refuse_later => "If you want to subscribe later after all, open this link again and lift the block.",
+            refused_now => "This address receives no confirmation emails until",
+            refuse_lift_explain => "Want to subscribe after all? Lift the block, then sign up again.",
+            refuse_lift_button => "Lift the block",
+            refused_done => "Done. This address receives no more confirmation emails.",
+            lifted_done => "The block is lifted. You can sign up again.",
             welcome_hello => "Hello,",
             welcome_body => "your subscription is confirmed. From now on you receive",
             welcome_leave => "You can unsubscribe at any time with one click:",
@@ -239,6 +246,20 @@ pub fn strings(lang: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_template_file_is_compiled_in() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/templates");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(".html") || name.ends_with(".txt") {
+                assert!(
+                    TEMPLATES.iter().any(|(registered, _)| *registered == name),
+                    "{name} is not in TEMPLATES"
+                );
+            }
+        }
+    }
 
     #[test]
     fn builtin_templates_compile_and_escape() {

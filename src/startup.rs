@@ -90,6 +90,10 @@ pub fn build_context(
             "no [[lists]] configured: serving the example list \"newsletter\" with an example consent text; configure your own before going live"
         );
     }
+    let rate_limiter = crate::rate_limit::RateLimiter::new(
+        settings.abuse.rate_limit_per_minute,
+        settings.abuse.rate_limit_burst,
+    );
     Ok(Arc::new(AppContext {
         settings,
         pool,
@@ -101,6 +105,8 @@ pub fn build_context(
         link_keys,
         outbox_wake: Notify::new(),
         instance_id: format!("{}-{}", hostname_hint(), uuid::Uuid::new_v4()),
+        rate_limiter,
+        metrics: crate::metrics::Metrics::default(),
     }))
 }
 

@@ -18,12 +18,15 @@ use uuid::Uuid;
 pub enum Purpose {
     /// The unsubscribe page, one-click unsubscribe and withdrawal.
     Leave,
+    /// "I did not ask for this" in a confirmation email.
+    Refuse,
 }
 
 impl Purpose {
     fn label(self) -> &'static [u8] {
         match self {
             Purpose::Leave => b"leave",
+            Purpose::Refuse => b"refuse",
         }
     }
 }
@@ -184,6 +187,13 @@ mod tests {
             other.rsplit_once('.').unwrap().1
         );
         assert!(keys.verify(Purpose::Leave, &swapped).is_err());
+    }
+
+    #[test]
+    fn purposes_do_not_mix() {
+        let keys = LinkKeys::new(vec![key("a", 1)]).unwrap();
+        let token = keys.mint(Purpose::Refuse, Uuid::now_v7());
+        assert!(keys.verify(Purpose::Leave, &token).is_err());
     }
 
     #[test]

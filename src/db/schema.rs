@@ -138,6 +138,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    refusals (email_hmac) {
+        email_hmac -> Text,
+        refused_at -> Timestamp,
+        until -> Timestamp,
+    }
+}
+
 diesel::joinable!(consent_versions -> lists (list_id));
 diesel::joinable!(consent_versions -> consent_texts (text_sha256));
 diesel::joinable!(subscriptions -> subscribers (subscriber_id));
@@ -149,6 +157,7 @@ diesel::joinable!(outbox -> subscriptions (subscription_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
+    refusals,
     server_secrets,
     lists,
     consent_texts,

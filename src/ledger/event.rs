@@ -15,6 +15,10 @@ pub enum EventKind {
     ConsentWithdrawn,
     /// Personal data removed.
     Erased,
+    /// "I did not ask for this": no more confirmation emails for a while.
+    ConfirmationRefused,
+    /// The person lifted their refusal.
+    RefusalLifted,
 }
 
 impl EventKind {
@@ -27,6 +31,8 @@ impl EventKind {
             EventKind::Unsubscribed => "unsubscribed",
             EventKind::ConsentWithdrawn => "consent_withdrawn",
             EventKind::Erased => "erased",
+            EventKind::ConfirmationRefused => "confirmation_refused",
+            EventKind::RefusalLifted => "refusal_lifted",
         }
     }
 }

@@ -116,6 +116,7 @@ pub fn confirmation(
     list: &ListEntry,
     to: &str,
     confirm_url: &str,
+    refuse_url: &str,
     message_id: &str,
     ttl_days: u64,
 ) -> Result<Message, MessageError> {
@@ -124,6 +125,7 @@ pub fn confirmation(
     let ctx = context! {
         list_name => list.settings.name.as_str(),
         confirm_url => confirm_url,
+        refuse_url => refuse_url,
         subject => subject.as_str(),
         ttl_days => ttl_days.to_string(),
     };

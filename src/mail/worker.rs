@@ -162,6 +162,12 @@ fn prepare(
             error: "the list is no longer configured".to_owned(),
         };
     };
+    let Ok(subscription_id) = uuid::Uuid::parse_str(&context.subscription_id) else {
+        return Prepared::Fail {
+            row,
+            error: "the subscription id is not a UUID".to_owned(),
+        };
+    };
     let built = match kind {
         OutboxKind::Confirmation => {
             let token = serde_json::from_str::<serde_json::Value>(&row.payload)
@@ -174,23 +180,20 @@ fn prepare(
                 };
             };
             let url = ctx.settings.public_url(&format!("confirm/{token}"));
+            let refuse = ctx.link_keys.mint(Purpose::Refuse, subscription_id);
+            let refuse_url = ctx.settings.public_url(&format!("refuse/{refuse}"));
             let ttl_days = ctx.settings.tokens.confirmation_ttl_hours.div_ceil(24);
             message::confirmation(
                 &ctx.templates,
                 list,
                 &email,
                 &url,
+                &refuse_url,
                 &row.message_id,
                 ttl_days,
             )
         }
         OutboxKind::Welcome => {
-            let Ok(subscription_id) = uuid::Uuid::parse_str(&context.subscription_id) else {
-                return Prepared::Fail {
-                    row,
-                    error: "the subscription id is not a UUID".to_owned(),
-                };
-            };
             let token = ctx.link_keys.mint(Purpose::Leave, subscription_id);
             let url = ctx.settings.public_url(&format!("unsubscribe/{token}"));
             message::welcome(&ctx.templates, list, &email, &url, &row.message_id)

@@ -208,7 +208,7 @@ pub async fn confirm(
         Err(_) => return refused(&ctx, &LinkState::Unknown, None, format),
     };
     let digest = token.digest();
-    let evidence = request::evidence(&req, None).seal();
+    let evidence = request::evidence(&req, &ctx.settings.trusted_proxies, None).seal();
     let now = naive(ctx.clock.now());
     let pool = ctx.pool.clone();
     let lists = ctx.lists.clone();

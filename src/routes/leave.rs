@@ -168,7 +168,7 @@ pub async fn unsubscribe(
             ));
         }
     };
-    let evidence = request::evidence(&req, None).seal();
+    let evidence = request::evidence(&req, &ctx.settings.trusted_proxies, None).seal();
     let now = naive(ctx.clock.now());
     let pool = ctx.pool.clone();
     let outcome = spawn_blocking_in_span(move || {
@@ -223,7 +223,7 @@ pub async fn withdraw(
     });
     let view = load_view(&ctx, subscription_id, format).await?;
     let lang = list_of(&ctx, &view, format)?.language().to_owned();
-    let evidence = request::evidence(&req, None).seal();
+    let evidence = request::evidence(&req, &ctx.settings.trusted_proxies, None).seal();
     let now = naive(ctx.clock.now());
     let pool = ctx.pool.clone();
     let subscriber_id = view.subscription.subscriber_id.clone();

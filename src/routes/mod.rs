@@ -8,6 +8,7 @@ pub mod db_call;
 pub mod health;
 pub mod leave;
 pub mod pages;
+pub mod refuse;
 pub mod request;
 pub mod subscribe;
 
@@ -25,10 +26,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(pages::check_inbox),
         )
         .route("/subscriptions", web::post().to(subscribe::subscribe))
+        .route(
+            "/subscriptions",
+            web::method(actix_web::http::Method::OPTIONS).to(subscribe::preflight),
+        )
         .route("/confirm/{token}", web::get().to(confirm::show))
         .route("/confirm/{token}", web::post().to(confirm::confirm))
         .route("/unsubscribe/{token}", web::get().to(leave::show))
         .route("/unsubscribe/{token}", web::post().to(leave::unsubscribe))
         .route("/withdraw/{token}", web::post().to(leave::withdraw))
+        .route("/refuse/{token}", web::get().to(refuse::show))
+        .route("/refuse/{token}", web::post().to(refuse::act))
         .configure(admin::configure);
 }

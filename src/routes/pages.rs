@@ -7,7 +7,7 @@ use actix_web::{HttpResponse, web};
 use minijinja::context;
 
 use crate::context::AppContext;
-use crate::error::{AppError, ErrorKind, Format, html_response};
+use crate::error::{AppError, ErrorKind, Format, html_response, page_response};
 use crate::registry::ListEntry;
 use crate::render::STYLESHEET;
 
@@ -23,6 +23,23 @@ fn render_page(
         .render(template, lang, values)
         .map_err(|e| AppError::internal(e, Format::Html))?;
     Ok(html_response(StatusCode::OK, body, form_action))
+}
+
+fn render_embeddable(
+    ctx: &AppContext,
+    list: &ListEntry,
+    values: minijinja::Value,
+) -> Result<HttpResponse, AppError> {
+    let body = ctx
+        .templates
+        .render("form.html", list.language(), values)
+        .map_err(|e| AppError::internal(e, Format::Html))?;
+    Ok(page_response(
+        StatusCode::OK,
+        body,
+        &form_action_sources(list),
+        &list.settings.embed_origins,
+    ))
 }
 
 fn list_or_404<'a>(ctx: &'a AppContext, slug: &str) -> Result<&'a ListEntry, AppError> {
@@ -83,10 +100,9 @@ pub async fn form(
     slug: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let list = list_or_404(&ctx, &slug)?;
-    render_page(
+    render_embeddable(
         &ctx,
-        "form.html",
-        list.language(),
+        list,
         context! {
             title => list.settings.name.as_str(),
             list_name => list.settings.name.as_str(),
@@ -95,7 +111,6 @@ pub async fn form(
             consent_text => list.current.body.as_str(),
             errors => Vec::<String>::new(),
         },
-        &form_action_sources(list),
     )
 }
 

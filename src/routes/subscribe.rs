@@ -9,13 +9,17 @@ use serde_json::json;
 use crate::clock::naive;
 use crate::context::AppContext;
 use crate::db::repo::lists::ConsentRef;
-use crate::db::repo::signup::{self, ConsentSource, SignupError, SignupInput, SignupOutcome};
+use crate::db::repo::signup::{
+    self, ConfirmationBudget, ConsentSource, SignupError, SignupInput, SignupOutcome,
+};
 use crate::db::{DbError, retry, write_transaction};
 use crate::domain::email::EmailError;
 use crate::domain::person_name::PersonNameError;
 use crate::domain::{ConfirmationToken, ConsentText, EmailAddress, PersonName};
 use crate::error::{AppError, ErrorKind, FieldError, Format};
 use crate::ledger::EventMethod;
+use crate::metrics::Metrics;
+use crate::rate_limit::Decision;
 use crate::registry::ListEntry;
 use crate::routes::body::{self, Encoding};
 use crate::routes::request;
@@ -36,6 +40,8 @@ struct RawSignup {
     name: Option<String>,
     source_url: Option<String>,
     redirect: Option<String>,
+    /// The hidden `website` field no person fills in.
+    honeypot: Option<String>,
     /// Fields of the wrong JSON type.
     type_errors: Vec<FieldError>,
 }
@@ -57,6 +63,7 @@ impl RawSignup {
             "name" => &mut self.name,
             "source_url" => &mut self.source_url,
             "redirect" => &mut self.redirect,
+            "website" => &mut self.honeypot,
             "consent" => {
                 if self.consent.is_none() {
                     self.consent = Some(form_consent(&value));
@@ -131,6 +138,7 @@ struct Validated<'a> {
     consent_source: ConsentSource,
     source_url: Option<String>,
     redirect: Option<String>,
+    bot: bool,
 }
 
 fn validate<'a>(
@@ -265,6 +273,7 @@ fn validate<'a>(
                 consent_source,
                 source_url,
                 redirect: raw.redirect,
+                bot: raw.honeypot.is_some_and(|v| !v.trim().is_empty()),
             })
         }
         _ => Err((errors, back_url)),
@@ -304,6 +313,20 @@ pub async fn subscribe(
         Format::Html
     };
     let fail = |kind: ErrorKind| AppError::new(kind, format);
+    if let Some((ip, _)) = request::client_ip(&req, &ctx.settings.trusted_proxies) {
+        let exempt = ctx
+            .settings
+            .rate_limit_exempt
+            .iter()
+            .any(|net| net.contains(&ip));
+        if !exempt
+            && let Decision::Limited { retry_after_secs } =
+                ctx.rate_limiter.check(ip, ctx.clock.now())
+        {
+            Metrics::incr(&ctx.metrics.signups_rate_limited);
+            return Err(fail(ErrorKind::TooManyRequests { retry_after_secs }));
+        }
+    }
     let Some(encoding) = encoding else {
         return Err(fail(ErrorKind::UnsupportedMediaType));
     };
@@ -318,6 +341,24 @@ pub async fn subscribe(
     let validated = validate(&ctx, raw)
         .map_err(|(errors, back_url)| fail(ErrorKind::Validation { errors, back_url }))?;
     let list = validated.list;
+    let origin = request::origin(&req);
+    if let Some(origin) = &origin {
+        let own = ctx.settings.base_url.origin().ascii_serialization();
+        let allowed = list.settings.allowed_origins.is_empty()
+            || *origin == own
+            || list.settings.allowed_origins.contains(origin);
+        if !allowed {
+            return Err(fail(ErrorKind::Forbidden(
+                "this list does not accept sign-ups from that site".to_owned(),
+            )));
+        }
+    }
+    let cors_origin = origin.filter(|o| list.settings.allowed_origins.contains(o));
+    if validated.bot {
+        // Answered exactly like a real sign-up; nothing is stored or sent.
+        Metrics::incr(&ctx.metrics.signups_bot);
+        return Ok(accepted(format, list, None, cors_origin));
+    }
     let redirect = validated
         .redirect
         .as_ref()
@@ -328,7 +369,12 @@ pub async fn subscribe(
                 .any(|allowed| allowed == *r)
         })
         .cloned();
-    let evidence = request::evidence(&req, validated.source_url.clone()).seal();
+    let evidence = request::evidence(
+        &req,
+        &ctx.settings.trusted_proxies,
+        validated.source_url.clone(),
+    )
+    .seal();
     let input = SignupInput {
         list_id: list.id.clone(),
         double_opt_in: list.settings.double_opt_in,
@@ -346,6 +392,12 @@ pub async fn subscribe(
         token: ConfirmationToken::generate(),
         token_ttl: chrono::Duration::hours(ctx.settings.tokens.confirmation_ttl_hours as i64),
         message_domain: crate::mail::message::list_domain(list),
+        budget: ConfirmationBudget {
+            interval: chrono::Duration::seconds(
+                ctx.settings.abuse.confirmation_interval_secs as i64,
+            ),
+            per_day: ctx.settings.abuse.confirmations_per_day,
+        },
     };
     let consent_source = input.consent_source;
     let masked = input.email.masked();
@@ -359,9 +411,16 @@ pub async fn subscribe(
     .map_err(|e| AppError::internal(anyhow::anyhow!("blocking pool: {e}"), format))?;
     match outcome {
         Ok(outcome) => {
-            if !matches!(outcome, SignupOutcome::AlreadyConfirmed) {
-                ctx.outbox_wake.notify_one();
-            }
+            let counter = match outcome {
+                SignupOutcome::ConfirmationQueued { .. } | SignupOutcome::ConfirmedWithoutOptIn => {
+                    ctx.outbox_wake.notify_one();
+                    &ctx.metrics.signups_accepted
+                }
+                SignupOutcome::AlreadyConfirmed => &ctx.metrics.signups_already_confirmed,
+                SignupOutcome::Throttled => &ctx.metrics.signups_throttled,
+                SignupOutcome::Refused => &ctx.metrics.signups_refused,
+            };
+            Metrics::incr(counter);
             tracing::info!(list = list.slug(), email = %masked, outcome = ?outcome, "sign-up recorded");
         }
         Err(SignupError::ConsentVersionUnknown) => {
@@ -372,7 +431,17 @@ pub async fn subscribe(
         }
         Err(SignupError::Db(error)) => return Err(AppError::database(error, format)),
     }
-    Ok(match format {
+    Ok(accepted(format, list, redirect, cors_origin))
+}
+
+/// The one answer every accepted sign-up gets, whatever happened to it.
+fn accepted(
+    format: Format,
+    list: &ListEntry,
+    redirect: Option<String>,
+    cors_origin: Option<String>,
+) -> HttpResponse {
+    let mut response = match format {
         Format::Json => HttpResponse::build(StatusCode::ACCEPTED)
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(json!({ "status": "check_inbox" })),
@@ -385,5 +454,39 @@ pub async fn subscribe(
                 .insert_header((header::CACHE_CONTROL, "no-store"))
                 .finish()
         }
-    })
+    };
+    if let Some(origin) = cors_origin {
+        request::allow_origin(&mut response, &origin);
+    }
+    response
+}
+
+/// `OPTIONS /subscriptions`: the CORS preflight. Origins allowed by any
+/// list get the CORS headers; others get none (the browser then refuses).
+pub async fn preflight(req: HttpRequest, ctx: web::Data<AppContext>) -> HttpResponse {
+    let mut response = HttpResponse::NoContent().finish();
+    if let Some(origin) = request::origin(&req) {
+        let allowed = ctx
+            .lists
+            .all()
+            .iter()
+            .any(|l| l.settings.allowed_origins.contains(&origin));
+        if allowed {
+            request::allow_origin(&mut response, &origin);
+            let headers = response.headers_mut();
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                header::HeaderValue::from_static("POST"),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                header::HeaderValue::from_static("content-type, accept"),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                header::HeaderValue::from_static("600"),
+            );
+        }
+    }
+    response
 }

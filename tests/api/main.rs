@@ -4,6 +4,7 @@
 mod helpers;
 mod smtp_server;
 
+mod abuse;
 mod admin;
 mod confirm;
 mod exports;

@@ -7,6 +7,7 @@ pub mod leave;
 pub mod ledger;
 pub mod lists;
 pub mod outbox;
+pub mod refusal;
 pub mod secrets;
 pub mod signup;
 pub mod subjects;

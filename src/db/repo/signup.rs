@@ -60,6 +60,58 @@ pub struct SignupInput {
     pub token_ttl: Duration,
     /// Domain of the deterministic Message-IDs.
     pub message_domain: String,
+    /// How many confirmation emails one address may receive.
+    pub budget: ConfirmationBudget,
+}
+
+/// The per-address limit on confirmation emails, across lists and
+/// instances (it is read from the outbox, in the database).
+#[derive(Debug, Clone, Copy)]
+pub struct ConfirmationBudget {
+    /// At most one confirmation email within this time.
+    pub interval: Duration,
+    /// At most this many in 24 hours.
+    pub per_day: u32,
+}
+
+/// Whether a confirmation email may go to an address now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    Send,
+    /// Over the budget.
+    Throttled,
+    /// The person said "I did not ask for this".
+    Refused,
+}
+
+fn confirmation_gate(
+    conn: &mut DbConnection,
+    email_hmac: &str,
+    budget: &ConfirmationBudget,
+    now: NaiveDateTime,
+) -> Result<Gate, DbError> {
+    use crate::db::schema::{outbox, refusals};
+    let refused = refusals::table
+        .filter(refusals::email_hmac.eq(email_hmac))
+        .filter(refusals::until.gt(now))
+        .count()
+        .get_result::<i64>(conn)?;
+    if refused > 0 {
+        return Ok(Gate::Refused);
+    }
+    let recent: Vec<NaiveDateTime> = outbox::table
+        .inner_join(subscriptions::table.inner_join(subscribers::table))
+        .filter(subscribers::email_hmac.eq(email_hmac))
+        .filter(outbox::kind.eq(OutboxKind::Confirmation.as_str()))
+        .filter(outbox::created_at.gt(now - Duration::hours(24)))
+        .select(outbox::created_at)
+        .load(conn)?;
+    let too_soon = recent.iter().any(|sent| *sent > now - budget.interval);
+    if too_soon || recent.len() >= budget.per_day as usize {
+        Ok(Gate::Throttled)
+    } else {
+        Ok(Gate::Send)
+    }
 }
 
 /// What the sign-up did. The HTTP answer is the same for every outcome.
@@ -71,6 +123,10 @@ pub enum SignupOutcome {
     AlreadyConfirmed,
     /// The list has no double opt-in: confirmed at once.
     ConfirmedWithoutOptIn,
+    /// Recorded, but the address is over its confirmation budget: no email.
+    Throttled,
+    /// Recorded, but the address refused confirmation emails: no email.
+    Refused,
 }
 
 /// Why a sign-up was refused after looking at the database.
@@ -159,6 +215,25 @@ pub fn record(
         hash: subscriber.chain_head.clone(),
     };
     if input.double_opt_in {
+        let gate = confirmation_gate(conn, &input.email_hmac, &input.budget, now)?;
+        if gate != Gate::Send {
+            let mut event = requested_event(input, &version, &subscription_id, now);
+            let flag = if gate == Gate::Throttled {
+                "throttled"
+            } else {
+                "refused"
+            };
+            event.details[flag] = json!(true);
+            if let Some(details) = event.details.as_object_mut() {
+                details.remove("token_expires_at");
+            }
+            ledger::append(conn, &subscriber.id, &head, &[event])?;
+            return Ok(if gate == Gate::Throttled {
+                SignupOutcome::Throttled
+            } else {
+                SignupOutcome::Refused
+            });
+        }
         let (_, event_ids) = ledger::append(
             conn,
             &subscriber.id,

@@ -1,0 +1,2 @@
+DROP INDEX outbox_subscription;
+DROP TABLE refusals;

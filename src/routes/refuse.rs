@@ -1,0 +1,146 @@
+//! "I did not ask for this": `GET /refuse/{token}` explains and offers the
+//! button; `POST /refuse/{token}` with `action=refuse` stops confirmation
+//! emails to the address for `abuse.refusal_days`, `action=lift` lifts it.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use minijinja::context;
+use serde_json::json;
+
+use crate::clock::naive;
+use crate::context::AppContext;
+use crate::db::repo::refusal::{self, RefusalView};
+use crate::db::{retry, write_transaction};
+use crate::error::{AppError, ErrorKind, Format, html_response};
+use crate::routes::body::{self, Encoding};
+use crate::routes::db_call::with_conn;
+use crate::routes::request::{self, token_headers};
+use crate::tokens::Purpose;
+
+fn text(lang: &str, key: &str) -> String {
+    crate::render::strings(lang)
+        .get_attr(key)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}
+
+async fn load(
+    ctx: &AppContext,
+    token: &str,
+    format: Format,
+) -> Result<(String, RefusalView), AppError> {
+    let not_found = || AppError::new(ErrorKind::NotFound, format);
+    let subscription_id = ctx
+        .link_keys
+        .verify(Purpose::Refuse, token)
+        .map_err(|_| not_found())?
+        .to_string();
+    let now = naive(ctx.clock.now());
+    let id = subscription_id.clone();
+    let view = with_conn(ctx, format, move |conn| refusal::view(conn, &id, now))
+        .await?
+        .ok_or_else(not_found)?;
+    Ok((subscription_id, view))
+}
+
+fn lang_of(ctx: &AppContext, view: &RefusalView) -> (String, String) {
+    ctx.lists
+        .by_id(&view.list_id)
+        .map(|l| (l.language().to_owned(), l.settings.name.clone()))
+        .unwrap_or_else(|| ("en".to_owned(), String::new()))
+}
+
+/// `GET /refuse/{token}`.
+pub async fn show(
+    req: HttpRequest,
+    ctx: web::Data<AppContext>,
+    token: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let format = request::page_format(&req);
+    let (_, view) = load(&ctx, &token, format).await?;
+    let (lang, list_name) = lang_of(&ctx, &view);
+    let until = view.refused_until.map(|t| t.format("%Y-%m-%d").to_string());
+    if format == Format::Json {
+        return Ok(token_headers(
+            HttpResponse::Ok().json(json!({ "refused_until": until })),
+        ));
+    }
+    let body = ctx
+        .templates
+        .render(
+            "refuse.html",
+            &lang,
+            context! {
+                title => text(&lang, "refuse_title"),
+                list_name => list_name,
+                refused_until => until,
+                action => format!("/refuse/{}", token.as_str()),
+            },
+        )
+        .map_err(|e| AppError::internal(e, Format::Html))?;
+    Ok(token_headers(html_response(StatusCode::OK, body, "'self'")))
+}
+
+/// `POST /refuse/{token}`.
+pub async fn act(
+    req: HttpRequest,
+    ctx: web::Data<AppContext>,
+    token: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    let format = request::page_format(&req);
+    let (subscription_id, view) = load(&ctx, &token, format).await?;
+    let fail = |kind| AppError::new(kind, format);
+    let encoding = body::encoding_of(&req).filter(|e| *e != Encoding::Json);
+    let bytes = body::read_limited(&req, payload).await.map_err(fail)?;
+    let Some(encoding) = encoding else {
+        return Err(fail(ErrorKind::UnsupportedMediaType));
+    };
+    let fields = body::form_pairs(&req, encoding, bytes)
+        .await
+        .map_err(|why| fail(ErrorKind::BadRequest(why)))?;
+    let refuse = match fields.as_slice() {
+        [(name, value)] if name == "action" && value == "refuse" => true,
+        [(name, value)] if name == "action" && value == "lift" => false,
+        _ => {
+            return Err(fail(ErrorKind::BadRequest(
+                "send action=refuse or action=lift".to_owned(),
+            )));
+        }
+    };
+    let evidence = request::evidence(&req, &ctx.settings.trusted_proxies, None).seal();
+    let now = naive(ctx.clock.now());
+    let days = ctx.settings.abuse.refusal_days;
+    let (lang, _) = lang_of(&ctx, &view);
+    with_conn(&ctx, format, move |conn| {
+        retry(|| {
+            write_transaction(conn, |conn| {
+                if refuse {
+                    refusal::refuse(conn, &view, &subscription_id, &evidence, days, now)
+                } else {
+                    refusal::lift(conn, &view, &subscription_id, &evidence, now)
+                }
+            })
+        })
+    })
+    .await?;
+    if format == Format::Json {
+        return Ok(token_headers(HttpResponse::Ok().json(json!({
+            "status": if refuse { "refused" } else { "lifted" },
+        }))));
+    }
+    let body = ctx
+        .templates
+        .render(
+            "message.html",
+            &lang,
+            context! {
+                title => text(&lang, "refuse_title"),
+                message => text(&lang, if refuse { "refused_done" } else { "lifted_done" }),
+                link => "",
+                link_text => "",
+            },
+        )
+        .map_err(|e| AppError::internal(e, Format::Html))?;
+    Ok(token_headers(html_response(StatusCode::OK, body, "'none'")))
+}
