@@ -170,12 +170,18 @@ async fn build_app(
     } else {
         "[abuse]\nrate_limit_exempt = [\"127.0.0.0/8\"]\n"
     };
+    // Settings given in `extra` replace the defaults below.
+    let mail_url = if extra.contains("mail_url") {
+        String::new()
+    } else {
+        format!("mail_url = \"smtp://127.0.0.1:{}\"", smtp.port)
+    };
     let toml = format!(
         r#"
 bind = "127.0.0.1:0"
 base_url = "http://127.0.0.1:8080"
 database_url = "{database_url}"
-mail_url = "smtp://127.0.0.1:{port}"
+{mail_url}
 {extra}
 [mail]
 send_timeout_secs = 2
@@ -186,8 +192,7 @@ backoff_base_secs = 60
 {http}
 {abuse}
 {TEST_LISTS}
-"#,
-        port = smtp.port
+"#
     );
     let settings = Settings::from_toml(&toml)
         .expect("test settings parse")

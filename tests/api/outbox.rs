@@ -1,6 +1,6 @@
 use chrono::Duration;
 
-use crate::helpers::{Backend, spawn_app};
+use crate::helpers::{Backend, spawn_app, spawn_app_with};
 use crate::smtp_server::Behaviour;
 
 async fn a_temporary_failure_is_retried_and_delivered_once(backend: Backend) {
@@ -74,7 +74,41 @@ async fn a_dropped_connection_and_a_silent_server_are_retried(backend: Backend) 
     assert_eq!(app.outbox_rows()[0].0, "sent");
 }
 
+async fn an_smtp_server_that_is_down_then_back_gets_the_mail(backend: Backend) {
+    // Nothing listens on the configured port at first.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = spawn_app_with(backend, &format!("mail_url = \"smtp://127.0.0.1:{port}\"")).await;
+    app.sign_up("lu@example.org", "newsletter").await;
+    app.dispatch_all_pending_emails().await;
+    let rows = app.outbox_rows();
+    assert_eq!(rows[0].0, "pending");
+    assert!(rows[0].2.is_some(), "the connection error is kept");
+    let smtp = crate::smtp_server::SmtpServer::start_on(port).await;
+    app.clock.advance(Duration::seconds(61));
+    app.dispatch_all_pending_emails().await;
+    assert_eq!(smtp.received().len(), 1);
+    assert_eq!(app.outbox_rows()[0].0, "sent");
+}
+
+async fn a_421_is_temporary(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.smtp
+        .script([Behaviour::Reply("421 4.7.0 too busy, closing".to_owned())]);
+    app.sign_up("mo@example.org", "newsletter").await;
+    app.dispatch_all_pending_emails().await;
+    assert!(app.outbox_rows()[0].2.as_deref().unwrap().contains("421"));
+    app.clock.advance(Duration::seconds(61));
+    app.dispatch_all_pending_emails().await;
+    assert_eq!(app.mails_to("mo@example.org").len(), 1);
+}
+
 crate::backend_tests!(
+    an_smtp_server_that_is_down_then_back_gets_the_mail,
+    a_421_is_temporary,
     a_temporary_failure_is_retried_and_delivered_once,
     a_permanent_refusal_is_retried_then_dead,
     a_dropped_connection_and_a_silent_server_are_retried,

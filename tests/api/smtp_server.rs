@@ -49,7 +49,14 @@ pub struct SmtpServer {
 impl SmtpServer {
     /// Starts listening on a free loopback port.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind smtp");
+        Self::start_on(0).await
+    }
+
+    /// Starts listening on a given loopback port (0: any free one).
+    pub async fn start_on(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind smtp");
         let port = listener.local_addr().unwrap().port();
         let server = SmtpServer {
             port,

@@ -11,7 +11,7 @@ use crate::routes::db_call::with_conn;
 /// `GET /admin/ledger/verify`: recomputes every chain; 200 with
 /// `{"ok":true,...,"head":...}` or `{"ok":false,...,"broken":{...}}`.
 pub async fn verify(_admin: Admin, ctx: web::Data<AppContext>) -> Result<HttpResponse, AppError> {
-    let report = with_conn(&ctx, Format::Json, |conn| verify_all(conn, 1_000)).await?;
+    let report = with_conn(&ctx, Format::Json, |conn| verify_all(conn, 5_000)).await?;
     if !report.ok {
         tracing::error!(broken = ?report.broken, "the consent ledger failed verification");
     }
