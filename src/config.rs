@@ -32,6 +32,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "http",
     "log",
     "abuse",
+    "metrics",
     "lists",
 ];
 
@@ -65,6 +66,8 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(default)]
     pub abuse: AbuseSettings,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
     /// The lists; when none is configured, the example list `newsletter`.
     #[serde(default)]
     pub lists: Vec<ListSettings>,
@@ -198,6 +201,14 @@ impl Default for HttpSettings {
     }
 }
 
+/// The `/metrics` endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// When set, `/metrics` wants `Authorization: Bearer <token>`.
+    pub token: Option<SecretString>,
+}
+
 /// Defences against subscription bombing and bots.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -214,6 +225,9 @@ pub struct AbuseSettings {
     pub rate_limit_burst: u32,
     /// Networks (CIDR) the rate limit does not apply to.
     pub rate_limit_exempt: Vec<String>,
+    /// Proof-of-work difficulty: the answer lies in 0..=this (about half of
+    /// it SHA-256 computations for a browser, well under a second at 50,000).
+    pub proof_of_work_max_number: u64,
 }
 
 impl Default for AbuseSettings {
@@ -225,6 +239,7 @@ impl Default for AbuseSettings {
             rate_limit_per_minute: 10,
             rate_limit_burst: 20,
             rate_limit_exempt: Vec::new(),
+            proof_of_work_max_number: 50_000,
         }
     }
 }
@@ -286,6 +301,10 @@ pub struct ListSettings {
     /// Origins that may show the hosted form in a frame; empty allows none.
     #[serde(default)]
     pub embed_origins: Vec<String>,
+    /// Require a proof-of-work solution (the hosted form solves it with a
+    /// small script; without JavaScript the form cannot be sent).
+    #[serde(default)]
+    pub proof_of_work: bool,
     /// Who is responsible for the processing (GDPR controller), for
     /// consent records.
     #[serde(default)]
@@ -466,6 +485,7 @@ impl Settings {
             trusted_proxies,
             rate_limit_exempt,
             abuse: self.abuse.clone(),
+            metrics: self.metrics.clone(),
             bind,
             base_url,
             database_url,
@@ -498,6 +518,7 @@ fn example_list() -> ListSettings {
         unsubscribe_mailto: None,
         allowed_origins: Vec::new(),
         embed_origins: Vec::new(),
+        proof_of_work: false,
         controller: ControllerSettings::default(),
         purpose: defaults::purpose(),
         retention: defaults::retention(),
@@ -650,6 +671,7 @@ fn validate_list(index: usize, list: &ListSettings) -> Result<ValidList, ConfigE
         unsubscribe_mailto,
         allowed_origins: parse_origins(&key("allowed_origins"), &list.allowed_origins)?,
         embed_origins: parse_origins(&key("embed_origins"), &list.embed_origins)?,
+        proof_of_work: list.proof_of_work,
         controller: list.controller.clone(),
         purpose: list.purpose.clone(),
         retention: list.retention.clone(),
@@ -732,6 +754,7 @@ pub struct ValidList {
     /// Serialised origins (`scheme://host[:port]`).
     pub allowed_origins: Vec<String>,
     pub embed_origins: Vec<String>,
+    pub proof_of_work: bool,
     pub controller: ControllerSettings,
     pub purpose: String,
     pub retention: String,
@@ -747,6 +770,7 @@ pub struct ValidSettings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub rate_limit_exempt: Vec<ipnet::IpNet>,
     pub abuse: AbuseSettings,
+    pub metrics: MetricsSettings,
     pub base_url: Url,
     pub database_url: DbUrl,
     pub mail_url: MailUrl,

@@ -58,6 +58,8 @@ pub struct AppContext {
     pub instance_id: String,
     /// Sign-ups per client IP.
     pub rate_limiter: crate::rate_limit::RateLimiter,
+    /// Proof-of-work challenges for lists that want them.
+    pub pow: crate::pow::ProofOfWork,
     /// What happened, for `/metrics`.
     pub metrics: crate::metrics::Metrics,
 }

@@ -94,14 +94,18 @@ pub fn build_context(
         settings.abuse.rate_limit_per_minute,
         settings.abuse.rate_limit_burst,
     );
+    let subject_key = ServerKey::new(subject_key);
+    let pow =
+        crate::pow::ProofOfWork::new(subject_key.mac_hex("proof-of-work key", b"").into_bytes());
     Ok(Arc::new(AppContext {
+        pow,
         settings,
         pool,
         clock,
         lists,
         templates,
         mailer,
-        subject_key: ServerKey::new(subject_key),
+        subject_key,
         link_keys,
         outbox_wake: Notify::new(),
         instance_id: format!("{}-{}", hostname_hint(), uuid::Uuid::new_v4()),

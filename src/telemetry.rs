@@ -38,6 +38,25 @@ where
     actix_web::web::block(move || span.in_scope(work)).await
 }
 
+/// When a request arrived, for the duration histogram.
+#[derive(Clone, Copy)]
+struct RequestStart(std::time::Instant);
+
+fn record_duration(request: &actix_web::HttpRequest) {
+    use actix_web::HttpMessage;
+    let Some(start) = request.extensions().get::<RequestStart>().copied() else {
+        return;
+    };
+    let Some(ctx) = request.app_data::<actix_web::web::Data<crate::context::AppContext>>() else {
+        return;
+    };
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| "(unmatched)".to_owned());
+    ctx.metrics
+        .observe_request(&route, start.0.elapsed().as_secs_f64());
+}
+
 /// Request spans that name the route pattern (`/confirm/{token}`), never the
 /// path (which carries tokens), and no client address (forwarded headers
 /// are not to be trusted, and an IP is personal data).
@@ -45,6 +64,10 @@ pub struct RouteSpans;
 
 impl tracing_actix_web::RootSpanBuilder for RouteSpans {
     fn on_request_start(request: &actix_web::dev::ServiceRequest) -> Span {
+        use actix_web::HttpMessage;
+        request
+            .extensions_mut()
+            .insert(RequestStart(std::time::Instant::now()));
         let route = request
             .match_pattern()
             .unwrap_or_else(|| "(unmatched)".to_owned());
@@ -62,7 +85,10 @@ impl tracing_actix_web::RootSpanBuilder for RouteSpans {
         outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
     ) {
         let status = match outcome {
-            Ok(response) => response.status(),
+            Ok(response) => {
+                record_duration(response.request());
+                response.status()
+            }
             Err(error) => error.as_response_error().status_code(),
         };
         span.record("status", status.as_u16());

@@ -175,7 +175,10 @@ pub fn build_pool(
         .max_size(max_size)
         .min_idle(Some(0))
         .connection_timeout(connection_timeout)
-        .test_on_check_out(false)
+        // A connection that PostgreSQL dropped (a restart, a failover) looks
+        // healthy to r2d2; testing it on checkout replaces it, so the
+        // service recovers by itself. One `SELECT 1` round trip a request.
+        .test_on_check_out(true)
         .build_unchecked(DbConnectionManager {
             url: url.clone(),
             busy_timeout,

@@ -17,6 +17,7 @@ use crate::db::repo::outbox::{self, OutboxKind};
 use crate::db::{DbError, retry, write_transaction};
 use crate::domain::SubscriptionState;
 use crate::mail::{SendError, message};
+use crate::metrics::Metrics;
 use crate::telemetry::spawn_blocking_in_span;
 use crate::tokens::Purpose;
 
@@ -226,7 +227,13 @@ async fn settle(ctx: &SharedContext, item: Prepared) -> Result<(), WorkerError> 
             message,
             context,
         } => {
+            Metrics::incr(&ctx.metrics.send_attempts);
             let result = ctx.mailer.send(*message, &row.id).await;
+            match &result {
+                Err(SendError::Transient(_)) => Metrics::incr(&ctx.metrics.send_failures_transient),
+                Err(SendError::Permanent(_)) => Metrics::incr(&ctx.metrics.send_failures_permanent),
+                Ok(()) => {}
+            }
             let now = naive(ctx.clock.now());
             match result {
                 Ok(()) => record_sent(ctx, row, context, now).await,

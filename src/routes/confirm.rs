@@ -235,6 +235,7 @@ pub async fn confirm(
             list_id,
         } => {
             tracing::info!(subscription_id = %subscription_id, "subscription confirmed");
+            crate::metrics::Metrics::incr(&ctx.metrics.confirmations);
             ctx.outbox_wake.notify_one();
             match ctx.lists.by_id(&list_id) {
                 Some(list) => success(&ctx, list, format, true),

@@ -31,3 +31,52 @@ pub async fn readyz(ctx: web::Data<AppContext>) -> HttpResponse {
             .json(json!({ "status": "not_ready", "reason": "shutting down" })),
     }
 }
+
+/// `GET /metrics`: Prometheus text format; with `[metrics] token` set, only
+/// for `Authorization: Bearer <token>`.
+pub async fn metrics(
+    req: actix_web::HttpRequest,
+    ctx: web::Data<AppContext>,
+) -> Result<HttpResponse, crate::error::AppError> {
+    use secrecy::ExposeSecret;
+    use subtle::ConstantTimeEq;
+    if let Some(token) = &ctx.settings.metrics.token {
+        let presented = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let matches: bool = presented
+            .as_bytes()
+            .ct_eq(token.expose_secret().as_bytes())
+            .into();
+        if !matches {
+            return Err(crate::error::AppError::new(
+                crate::error::ErrorKind::Unauthorized,
+                crate::error::Format::Json,
+            ));
+        }
+    }
+    let now = ctx.clock.now();
+    let naive_now = crate::clock::naive(now);
+    let (pending, due, oldest, dead) =
+        crate::routes::db_call::with_conn(&ctx, crate::error::Format::Json, move |conn| {
+            crate::db::repo::outbox::gauges(conn, naive_now)
+        })
+        .await?;
+    let state = ctx.pool.state();
+    let gauges = crate::metrics::DatabaseGauges {
+        outbox_pending: pending,
+        outbox_due: due,
+        outbox_oldest_due_age_seconds: oldest
+            .map(|t| (naive_now - t).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or(0.0),
+        outbox_dead: dead,
+        pool_connections: state.connections,
+        pool_idle: state.idle_connections,
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(ctx.metrics.render(&gauges)))
+}

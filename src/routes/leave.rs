@@ -14,6 +14,7 @@ use crate::db::repo::leave::{self, SubscriptionView, UnsubscribeOutcome, Withdra
 use crate::db::{DbError, retry, write_transaction};
 use crate::error::{AppError, ErrorKind, Format, html_response};
 use crate::ledger::EventMethod;
+use crate::metrics::Metrics;
 use crate::registry::ListEntry;
 use crate::routes::body::{self, Encoding};
 use crate::routes::request::{self, token_headers};
@@ -150,6 +151,7 @@ pub async fn unsubscribe(
     token: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
+    let received = std::time::Instant::now();
     let format = request::page_format(&req);
     let subscription_id = verify(&ctx, &token, format)?;
     let fields = form_fields(&req, payload, format).await?;
@@ -186,6 +188,13 @@ pub async fn unsubscribe(
         UnsubscribeOutcome::Unknown => return Err(not_found(format)),
         UnsubscribeOutcome::Unsubscribed { list_id } => {
             tracing::info!(method = method.as_str(), "unsubscribed");
+            ctx.metrics
+                .observe_unsubscribe(received.elapsed().as_secs_f64());
+            Metrics::incr(if method == EventMethod::OneClick {
+                &ctx.metrics.unsubscribes_one_click
+            } else {
+                &ctx.metrics.unsubscribes_page
+            });
             list_id
         }
         UnsubscribeOutcome::AlreadyLeft { list_id } => list_id,
@@ -250,6 +259,12 @@ pub async fn withdraw(
         erased = outcome.erased,
         "consent withdrawn"
     );
+    if outcome.withdrawn > 0 {
+        Metrics::incr(&ctx.metrics.withdrawals);
+    }
+    if outcome.erased {
+        Metrics::incr(&ctx.metrics.erasures);
+    }
     let erased = outcome.erased || outcome.already_erased;
     if format == Format::Json {
         return Ok(token_headers(HttpResponse::Ok().json(json!({

@@ -18,8 +18,11 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(health::metrics))
         .route("/", web::get().to(pages::index))
         .route("/assets/assent.css", web::get().to(pages::stylesheet))
+        .route("/assets/pow.js", web::get().to(pages::pow_script))
+        .route("/lists/{slug}/challenge", web::get().to(pages::challenge))
         .route("/lists/{slug}/form", web::get().to(pages::form))
         .route(
             "/lists/{slug}/check-inbox",

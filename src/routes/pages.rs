@@ -34,12 +34,27 @@ fn render_embeddable(
         .templates
         .render("form.html", list.language(), values)
         .map_err(|e| AppError::internal(e, Format::Html))?;
-    Ok(page_response(
+    let mut response = page_response(
         StatusCode::OK,
         body,
         &form_action_sources(list),
         &list.settings.embed_origins,
-    ))
+    );
+    if list.settings.proof_of_work {
+        // The solver script and its challenge request come from here.
+        if let Some(csp) = response.headers().get(header::CONTENT_SECURITY_POLICY) {
+            let relaxed = format!(
+                "{}; script-src 'self'; connect-src 'self'",
+                csp.to_str().unwrap_or("default-src 'none'")
+            );
+            if let Ok(value) = header::HeaderValue::from_str(&relaxed) {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_SECURITY_POLICY, value);
+            }
+        }
+    }
+    Ok(response)
 }
 
 fn list_or_404<'a>(ctx: &'a AppContext, slug: &str) -> Result<&'a ListEntry, AppError> {
@@ -86,6 +101,35 @@ pub async fn index(ctx: web::Data<AppContext>) -> Result<HttpResponse, AppError>
     )
 }
 
+/// `GET /assets/pow.js`: the hosted form's proof-of-work solver.
+pub async fn pow_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(include_str!("../templates/pow.js"))
+}
+
+/// `GET /lists/{slug}/challenge`: a proof-of-work challenge, for lists that
+/// require one.
+pub async fn challenge(
+    ctx: web::Data<AppContext>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let wants_proof = ctx
+        .lists
+        .by_slug(&slug)
+        .is_some_and(|l| l.settings.proof_of_work);
+    if !wants_proof {
+        return Err(AppError::new(ErrorKind::NotFound, Format::Json));
+    }
+    let challenge = ctx
+        .pow
+        .issue(ctx.settings.abuse.proof_of_work_max_number, ctx.clock.now());
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(challenge))
+}
+
 /// `GET /assets/assent.css`.
 pub async fn stylesheet() -> HttpResponse {
     HttpResponse::Ok()
@@ -110,6 +154,7 @@ pub async fn form(
             consent_version_id => list.current.id.as_str(),
             consent_text => list.current.body.as_str(),
             errors => Vec::<String>::new(),
+            proof_of_work => list.settings.proof_of_work,
         },
     )
 }

@@ -74,6 +74,7 @@ pub async fn show(
                 title => text(&lang, "refuse_title"),
                 list_name => list_name,
                 refused_until => until,
+                days => ctx.settings.abuse.refusal_days.to_string(),
                 action => format!("/refuse/{}", token.as_str()),
             },
         )
@@ -108,7 +109,9 @@ pub async fn act(
             )));
         }
     };
-    let evidence = request::evidence(&req, &ctx.settings.trusted_proxies, None).seal();
+    // An erased person's IP and browser are not recorded again.
+    let evidence =
+        (!view.erased).then(|| request::evidence(&req, &ctx.settings.trusted_proxies, None).seal());
     let now = naive(ctx.clock.now());
     let days = ctx.settings.abuse.refusal_days;
     let (lang, _) = lang_of(&ctx, &view);
@@ -116,9 +119,9 @@ pub async fn act(
         retry(|| {
             write_transaction(conn, |conn| {
                 if refuse {
-                    refusal::refuse(conn, &view, &subscription_id, &evidence, days, now)
+                    refusal::refuse(conn, &view, &subscription_id, evidence.as_ref(), days, now)
                 } else {
-                    refusal::lift(conn, &view, &subscription_id, &evidence, now)
+                    refusal::lift(conn, &view, &subscription_id, evidence.as_ref(), now)
                 }
             })
         })

@@ -155,12 +155,13 @@ pub fn token_headers(mut response: actix_web::HttpResponse) -> actix_web::HttpRe
     response
 }
 
-/// The `Origin` a browser sent, unless it is `null`.
+/// The `Origin` a browser sent (`null` included: a sandboxed or private
+/// context, which no list allows).
 pub fn origin(req: &HttpRequest) -> Option<String> {
     req.headers()
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && *v != "null")
+        .filter(|v| !v.is_empty())
         .map(|v| v.trim_end_matches('/').to_owned())
 }
 

@@ -42,6 +42,8 @@ struct RawSignup {
     redirect: Option<String>,
     /// The hidden `website` field no person fills in.
     honeypot: Option<String>,
+    /// A proof-of-work solution, for lists that require one.
+    altcha: Option<String>,
     /// Fields of the wrong JSON type.
     type_errors: Vec<FieldError>,
 }
@@ -64,6 +66,7 @@ impl RawSignup {
             "source_url" => &mut self.source_url,
             "redirect" => &mut self.redirect,
             "website" => &mut self.honeypot,
+            "altcha" => &mut self.altcha,
             "consent" => {
                 if self.consent.is_none() {
                     self.consent = Some(form_consent(&value));
@@ -152,6 +155,19 @@ fn validate<'a>(
         Some(l) => format!("/lists/{}/form", l.slug()),
         None => "/".to_owned(),
     };
+    if list.is_some_and(|l| l.settings.proof_of_work) {
+        let verdict = match raw.altcha.as_deref() {
+            Some(field) if !field.is_empty() => ctx.pow.verify(field, ctx.clock.now()),
+            _ => Err(crate::pow::PowError::Malformed),
+        };
+        if let Err(why) = verdict {
+            errors.push(FieldError::new(
+                "altcha",
+                "proof_of_work_failed",
+                format!("{why}; reload the form and try again."),
+            ));
+        }
+    }
     if list.is_none() {
         errors.push(FieldError::new(
             "list",
@@ -354,11 +370,6 @@ pub async fn subscribe(
         }
     }
     let cors_origin = origin.filter(|o| list.settings.allowed_origins.contains(o));
-    if validated.bot {
-        // Answered exactly like a real sign-up; nothing is stored or sent.
-        Metrics::incr(&ctx.metrics.signups_bot);
-        return Ok(accepted(format, list, None, cors_origin));
-    }
     let redirect = validated
         .redirect
         .as_ref()
@@ -369,6 +380,11 @@ pub async fn subscribe(
                 .any(|allowed| allowed == *r)
         })
         .cloned();
+    if validated.bot {
+        // Answered exactly like a real sign-up; nothing is stored or sent.
+        Metrics::incr(&ctx.metrics.signups_bot);
+        return Ok(accepted(format, list, redirect, cors_origin));
+    }
     let evidence = request::evidence(
         &req,
         &ctx.settings.trusted_proxies,

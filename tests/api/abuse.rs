@@ -563,6 +563,83 @@ async fn a_hostile_input_corpus_never_gets_a_500(backend: Backend) {
     }
 }
 
+const PROOF_OF_WORK: &str = r#"[[lists]]
+slug = "guarded"
+name = "Guarded"
+from = "guarded@clinic.example"
+proof_of_work = true
+[[lists.consent_texts]]
+text = "I agree to receive the guarded newsletter."
+[abuse]
+rate_limit_exempt = ["127.0.0.0/8"]
+proof_of_work_max_number = 2000"#;
+
+async fn lists_can_require_a_proof_of_work(backend: Backend) {
+    let app = spawn_app_with(backend, PROOF_OF_WORK).await;
+    let form = app
+        .client
+        .get(app.url("/lists/guarded/form"))
+        .send()
+        .await
+        .unwrap();
+    let csp = form.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    let body = form.text().await.unwrap();
+    assert!(body.contains(r#"data-pow="/lists/guarded/challenge""#));
+    assert!(body.contains(r#"<script src="/assets/pow.js" defer></script>"#));
+    let script = app
+        .client
+        .get(app.url("/assets/pow.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), 200);
+    // Without a solution: refused with a clear code.
+    let unsolved = app
+        .post_json(&json!({ "email": "pow@example.org", "consent": true, "list": "guarded" }))
+        .await;
+    assert_eq!(unsolved.status(), 422);
+    assert!(
+        unsolved
+            .text()
+            .await
+            .unwrap()
+            .contains("proof_of_work_failed")
+    );
+    // Solved as the form's script does it: accepted, once.
+    let challenge: assent::pow::Challenge = app
+        .client
+        .get(app.url("/lists/guarded/challenge"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let answer = assent::pow::solve(&challenge).unwrap();
+    let body =
+        json!({ "email": "pow@example.org", "consent": true, "list": "guarded", "altcha": answer });
+    assert_eq!(app.post_json(&body).await.status(), 202);
+    assert_eq!(
+        app.post_json(&body).await.status(),
+        422,
+        "a solution is spent once"
+    );
+    // Lists without it need none, and have no challenge.
+    assert_eq!(
+        app.client
+            .get(app.url("/lists/newsletter/challenge"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
 crate::backend_tests!(
     subscription_bombing_yields_one_email,
     forwarded_headers_from_untrusted_peers_are_ignored,
@@ -573,4 +650,5 @@ crate::backend_tests!(
     foreign_origins_are_refused_and_allowed_ones_get_cors,
     pages_send_security_headers,
     a_hostile_input_corpus_never_gets_a_500,
+    lists_can_require_a_proof_of_work,
 );

@@ -57,7 +57,51 @@ async fn hosted_form_shows_the_current_text_unticked(backend: Backend) {
     assert_eq!(missing.status(), 404);
 }
 
+async fn metrics_count_what_happened(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(backend, "[metrics]\ntoken = \"scrape-me\"").await;
+    let denied = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(denied.status(), 401);
+    let unsubscribe = app
+        .confirmed_subscriber("met@example.org", "newsletter")
+        .await;
+    app.one_click(&unsubscribe).await;
+    app.post_form(&[
+        ("email", "bot@example.org"),
+        ("consent", "on"),
+        ("website", "x"),
+    ])
+    .await;
+    let body = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth("scrape-me")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "assent_signups_total{outcome=\"accepted\"} 1",
+        "assent_signups_total{outcome=\"bot\"} 1",
+        "assent_confirmations_total 1",
+        "assent_unsubscribes_total{method=\"one_click\"} 1",
+        "assent_send_attempts_total 2",
+        "assent_unsubscribe_effect_seconds_count 1",
+        "assent_outbox_pending 0",
+        "assent_outbox_dead 0",
+    ] {
+        assert!(
+            body.lines().any(|l| l == line),
+            "missing {line:?} in\n{body}"
+        );
+    }
+    assert!(body.contains("assent_http_request_duration_seconds_bucket{route=\"/subscriptions\""));
+    assert!(body.contains("assent_db_pool_connections{state=\"in_use\"}"));
+}
+
 crate::backend_tests!(
+    metrics_count_what_happened,
     health_and_readiness,
     unknown_routes_answer_404_in_the_asked_format,
     hosted_form_shows_the_current_text_unticked,

@@ -13,5 +13,6 @@ mod smtp_server;
 mod harness;
 
 mod crash;
+mod db_faults;
 mod instances;
 mod upgrades;

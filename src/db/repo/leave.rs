@@ -162,8 +162,9 @@ pub fn withdraw(
         .order(subscriptions::created_at.asc())
         .select(SubscriptionRow::as_select())
         .load(conn)?;
-    // After erasure no new personal evidence is stored.
-    let evidence = if erase || already_erased {
+    // After erasure no new personal evidence is stored, and evidence is
+    // stored only when an event will point to it.
+    let evidence = if erase || already_erased || active.is_empty() {
         None
     } else {
         evidence

@@ -202,9 +202,12 @@ pub fn verify_all(
             return Ok(verifier.finish());
         };
         after = last.0.clone();
-        let ids: Vec<&str> = page.iter().map(|(id, _, _)| id.as_str()).collect();
+        // Subscriber pages are contiguous ranges of ids, so their events are
+        // one range scan of the (subscriber_id, seq) index.
+        let first = page[0].0.clone();
         let rows: Vec<ConsentEventRow> = consent_events::table
-            .filter(consent_events::subscriber_id.eq_any(&ids))
+            .filter(consent_events::subscriber_id.ge(first))
+            .filter(consent_events::subscriber_id.le(after.clone()))
             .order((
                 consent_events::subscriber_id.asc(),
                 consent_events::seq.asc(),

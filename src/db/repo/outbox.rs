@@ -264,3 +264,28 @@ pub fn retry_dead(conn: &mut DbConnection, id: &str, now: NaiveDateTime) -> Resu
     .execute(conn)?;
     Ok(updated == 1)
 }
+
+/// Outbox gauges: (pending, due now, oldest due time, dead).
+pub fn gauges(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+) -> Result<(i64, i64, Option<NaiveDateTime>, i64), DbError> {
+    let pending = outbox::table
+        .filter(outbox::state.eq("pending"))
+        .count()
+        .get_result::<i64>(conn)?;
+    let due = outbox::table
+        .filter(outbox::state.eq("pending"))
+        .filter(outbox::next_attempt_at.le(now));
+    let due_count = due.count().get_result::<i64>(conn)?;
+    let oldest = outbox::table
+        .filter(outbox::state.eq("pending"))
+        .filter(outbox::next_attempt_at.le(now))
+        .select(diesel::dsl::min(outbox::next_attempt_at))
+        .first::<Option<NaiveDateTime>>(conn)?;
+    let dead = outbox::table
+        .filter(outbox::state.eq("dead"))
+        .count()
+        .get_result::<i64>(conn)?;
+    Ok((pending, due_count, oldest, dead))
+}

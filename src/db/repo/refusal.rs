@@ -18,6 +18,8 @@ pub struct RefusalView {
     pub list_id: String,
     pub subscriber_id: String,
     pub email_hmac: String,
+    /// Whether the subscriber's personal data was erased.
+    pub erased: bool,
     /// Until when confirmation emails are refused, if they are.
     pub refused_until: Option<NaiveDateTime>,
 }
@@ -35,10 +37,11 @@ pub fn view(
             subscriptions::list_id,
             subscribers::id,
             subscribers::email_hmac,
+            subscribers::erased_at,
         ))
-        .first::<(String, String, String)>(conn)
+        .first::<(String, String, String, Option<NaiveDateTime>)>(conn)
         .optional()?;
-    let Some((list_id, subscriber_id, email_hmac)) = found else {
+    let Some((list_id, subscriber_id, email_hmac, erased_at)) = found else {
         return Ok(None);
     };
     let refused_until = refusals::table
@@ -51,6 +54,7 @@ pub fn view(
         list_id,
         subscriber_id,
         email_hmac,
+        erased: erased_at.is_some(),
         refused_until,
     }))
 }
@@ -61,7 +65,7 @@ pub fn refuse(
     conn: &mut DbConnection,
     view: &RefusalView,
     subscription_id: &str,
-    evidence: &SealedEvidence,
+    evidence: Option<&SealedEvidence>,
     days: u64,
     now: NaiveDateTime,
 ) -> Result<bool, DbError> {
@@ -98,7 +102,9 @@ pub fn refuse(
         outbox::last_error.eq("refused by the recipient"),
     ))
     .execute(conn)?;
-    ledger::store_evidence(conn, evidence, now)?;
+    if let Some(evidence) = evidence {
+        ledger::store_evidence(conn, evidence, now)?;
+    }
     let head = ledger::head(conn, &view.subscriber_id)?;
     ledger::append(
         conn,
@@ -112,7 +118,7 @@ pub fn refuse(
             consent_version_id: None,
             consent_sha256: None,
             method: Some(EventMethod::Page),
-            evidence_sha256: Some(&evidence.sha256),
+            evidence_sha256: evidence.map(|e| e.sha256.as_str()),
             details: json!({ "until": format_time(until), "email_hmac": view.email_hmac }),
         }],
     )?;
@@ -124,7 +130,7 @@ pub fn lift(
     conn: &mut DbConnection,
     view: &RefusalView,
     subscription_id: &str,
-    evidence: &SealedEvidence,
+    evidence: Option<&SealedEvidence>,
     now: NaiveDateTime,
 ) -> Result<bool, DbError> {
     if view.refused_until.is_none() {
@@ -132,7 +138,9 @@ pub fn lift(
     }
     diesel::delete(refusals::table.filter(refusals::email_hmac.eq(&view.email_hmac)))
         .execute(conn)?;
-    ledger::store_evidence(conn, evidence, now)?;
+    if let Some(evidence) = evidence {
+        ledger::store_evidence(conn, evidence, now)?;
+    }
     let head = ledger::head(conn, &view.subscriber_id)?;
     ledger::append(
         conn,
@@ -146,7 +154,7 @@ pub fn lift(
             consent_version_id: None,
             consent_sha256: None,
             method: Some(EventMethod::Page),
-            evidence_sha256: Some(&evidence.sha256),
+            evidence_sha256: evidence.map(|e| e.sha256.as_str()),
             details: json!({}),
         }],
     )?;

@@ -170,6 +170,7 @@ pub async fn erase(
         return Err(AppError::new(ErrorKind::NotFound, Format::Json));
     };
     tracing::info!(key = %admin.key_name, withdrawn = outcome.withdrawn, "subject erased by an operator");
+    crate::metrics::Metrics::incr(&ctx.metrics.erasures);
     Ok(HttpResponse::Ok().json(json!({
         "status": "erased",
         "withdrawn_subscriptions": outcome.withdrawn,
