@@ -5,6 +5,10 @@
 //! cargo bench --bench signup -- [--backend postgres|sqlite|both]
 //!     [--connections N] [--seconds S] [--pairs P] [--json FILE]
 //!
+//! On PostgreSQL each round also runs pgbench on the reference transaction
+//! of docs/performance.md (three inserts: subscriber, token, outbox job) at
+//! the same number of connections, `-j 2 -M prepared`, for the same time.
+//!
 //! PostgreSQL is reached through ASSENT_BENCH_POSTGRES_URL (default
 //! postgres://postgres@127.0.0.1:5432/test); a scratch database is created
 //! and dropped for each backend run.
@@ -305,6 +309,58 @@ async fn run_http(
     )
 }
 
+const PGBENCH: &str = "/usr/lib/postgresql/15/bin/pgbench";
+
+const REFERENCE_TABLES: &str = "
+DROP TABLE IF EXISTS ref_outbox, ref_tokens, ref_subscribers;
+CREATE TABLE ref_subscribers (id uuid PRIMARY KEY, email text NOT NULL UNIQUE, name text, created_at timestamptz NOT NULL, status text NOT NULL);
+CREATE TABLE ref_tokens (token text PRIMARY KEY, subscriber_id uuid NOT NULL REFERENCES ref_subscribers (id));
+CREATE TABLE ref_outbox (id bigserial PRIMARY KEY, subscriber_id uuid NOT NULL REFERENCES ref_subscribers (id), kind text NOT NULL, payload text NOT NULL);
+";
+
+const REFERENCE_SCRIPT: &str = r#"\set r random(1, 9000000000000000000)
+BEGIN;
+INSERT INTO ref_subscribers (id, email, name, created_at, status) VALUES (gen_random_uuid(), 'u' || :client_id || 'r' || :r || '@example.com', 'n' || :r, now(), 'pending') RETURNING id AS sid \gset
+INSERT INTO ref_tokens (token, subscriber_id) VALUES (substr(md5(:r::text || random()::text), 1, 25), :sid::uuid);
+INSERT INTO ref_outbox (subscriber_id, kind, payload) VALUES (:sid::uuid, 'confirmation', repeat('x', 330));
+END;
+"#;
+
+/// pgbench on the reference transaction; returns transactions per second.
+fn run_pgbench(url: &str, connections: usize, seconds: u64, script: &std::path::Path) -> f64 {
+    let mut conn = diesel::PgConnection::establish(url).expect("reference database");
+    conn.batch_execute(REFERENCE_TABLES)
+        .expect("reference tables");
+    let output = std::process::Command::new(PGBENCH)
+        .args([
+            "-n",
+            "-c",
+            &connections.to_string(),
+            "-j",
+            "2",
+            "-M",
+            "prepared",
+            "-T",
+            &seconds.to_string(),
+            "-f",
+            script.to_str().unwrap(),
+            url,
+        ])
+        .output()
+        .expect("pgbench");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "pgbench: {text} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("pgbench printed tps")
+}
+
 fn stored_signups(ctx: &SharedContext) -> i64 {
     use assent::db::schema::consent_events;
     use diesel::prelude::*;
@@ -338,6 +394,9 @@ fn main() {
         let ctx = app.context();
         let server = runtime.spawn(app.run_until_stopped());
         let mut ratios = Vec::new();
+        let mut reference_ratios = Vec::new();
+        let script = mail.path().join("reference.sql");
+        std::fs::write(&script, REFERENCE_SCRIPT).unwrap();
         let mut acknowledged: u64 = 0;
         for pair in 0..opts.pairs {
             let direct = run_direct(&ctx, backend, opts.seconds);
@@ -362,8 +421,25 @@ fn main() {
                 stored
             );
             ratios.push(ratio);
+            if backend == "postgres" {
+                let tps = run_pgbench(&scratch.url, opts.connections, opts.seconds, &script);
+                let reference_ratio = http.per_second / tps;
+                println!(
+                    "{backend:8} pair {}: pgbench reference {tps:8.1} tx/s at {} connections | http/pgbench {reference_ratio:.2}",
+                    pair + 1,
+                    opts.connections
+                );
+                reference_ratios.push(reference_ratio);
+            }
             results.push(direct);
             results.push(http);
+        }
+        reference_ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        if let Some(median) = reference_ratios.get(reference_ratios.len() / 2) {
+            println!(
+                "{backend:8} median ratio http/pgbench-reference at {} connections: {median:.2}",
+                opts.connections
+            );
         }
         ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let median = ratios[ratios.len() / 2];
@@ -371,7 +447,13 @@ fn main() {
             "{backend:8} median ratio http/direct at {} connections: {median:.2}",
             opts.connections
         );
-        summary.push(serde_json::json!({ "backend": backend, "connections": opts.connections, "median_ratio": median, "ratios": ratios }));
+        summary.push(serde_json::json!({
+            "backend": backend,
+            "connections": opts.connections,
+            "median_ratio_http_over_direct": median,
+            "ratios_http_over_direct": ratios,
+            "ratios_http_over_pgbench_reference": reference_ratios,
+        }));
         server.abort();
         drop(ctx);
     }

@@ -4,9 +4,17 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// The version and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ASSENT_GIT_COMMIT"),
+    ")"
+);
+
 /// Assent: newsletter consent and subscription service.
 #[derive(Debug, Parser)]
-#[command(name = "assent", version, about, long_about = None)]
+#[command(name = "assent", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// A TOML configuration file (see docs/configuration.md). Environment
     /// variables ASSENT_* override it.

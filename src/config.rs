@@ -301,6 +301,10 @@ pub struct ListSettings {
     /// Origins that may show the hosted form in a frame; empty allows none.
     #[serde(default)]
     pub embed_origins: Vec<String>,
+    /// Subject lines of this list's emails (defaults: built-in, in the
+    /// list's language).
+    #[serde(default)]
+    pub subjects: SubjectSettings,
     /// Require a proof-of-work solution (the hosted form solves it with a
     /// small script; without JavaScript the form cannot be sent).
     #[serde(default)]
@@ -317,6 +321,14 @@ pub struct ListSettings {
     pub retention: String,
     /// The consent texts; the one marked `current` (else the last) is shown.
     pub consent_texts: Vec<ConsentTextSettings>,
+}
+
+/// Subject lines a list may set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectSettings {
+    pub confirmation: Option<String>,
+    pub welcome: Option<String>,
 }
 
 /// The controller named in consent records.
@@ -453,6 +465,14 @@ impl Settings {
             crate::tokens::LinkKeys::new(link_keys.clone())
                 .map_err(|e| invalid("tokens.keys", e))?;
         }
+        if self
+            .metrics
+            .token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().len() < 16)
+        {
+            return Err(invalid("metrics.token", "must be at least 16 characters"));
+        }
         if !matches!(self.log.format.as_str(), "auto" | "json" | "pretty") {
             return Err(invalid("log.format", "must be auto, json or pretty"));
         }
@@ -519,6 +539,7 @@ fn example_list() -> ListSettings {
         allowed_origins: Vec::new(),
         embed_origins: Vec::new(),
         proof_of_work: false,
+        subjects: SubjectSettings::default(),
         controller: ControllerSettings::default(),
         purpose: defaults::purpose(),
         retention: defaults::retention(),
@@ -564,6 +585,25 @@ fn parse_origins(key: &str, values: &[String]) -> Result<Vec<String>, ConfigErro
             Ok(origin)
         })
         .collect()
+}
+
+fn validate_subjects(
+    key: &str,
+    subjects: &SubjectSettings,
+) -> Result<SubjectSettings, ConfigError> {
+    for subject in [&subjects.confirmation, &subjects.welcome]
+        .into_iter()
+        .flatten()
+    {
+        if subject.trim().is_empty() || subject.chars().any(char::is_control) || subject.len() > 200
+        {
+            return Err(invalid(
+                key,
+                "a subject is one line of at most 200 characters",
+            ));
+        }
+    }
+    Ok(subjects.clone())
 }
 
 fn parse_networks(key: &str, values: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
@@ -672,6 +712,7 @@ fn validate_list(index: usize, list: &ListSettings) -> Result<ValidList, ConfigE
         allowed_origins: parse_origins(&key("allowed_origins"), &list.allowed_origins)?,
         embed_origins: parse_origins(&key("embed_origins"), &list.embed_origins)?,
         proof_of_work: list.proof_of_work,
+        subjects: validate_subjects(&key("subjects"), &list.subjects)?,
         controller: list.controller.clone(),
         purpose: list.purpose.clone(),
         retention: list.retention.clone(),
@@ -755,6 +796,7 @@ pub struct ValidList {
     pub allowed_origins: Vec<String>,
     pub embed_origins: Vec<String>,
     pub proof_of_work: bool,
+    pub subjects: SubjectSettings,
     pub controller: ControllerSettings,
     pub purpose: String,
     pub retention: String,

@@ -78,6 +78,8 @@ pub struct Metrics {
 /// Gauges read from the database when `/metrics` is asked.
 #[derive(Debug, Clone, Default)]
 pub struct DatabaseGauges {
+    /// Whether the outbox gauges could be read.
+    pub database_up: bool,
     pub outbox_pending: i64,
     pub outbox_due: i64,
     pub outbox_oldest_due_age_seconds: f64,
@@ -128,7 +130,7 @@ impl Metrics {
         counter(
             &mut out,
             "assent_signups_total",
-            "Sign-ups by outcome (all answered alike).",
+            "Sign-ups by outcome (answered alike, except rate_limited: 429).",
             &[
                 ("outcome=\"accepted\"", &self.signups_accepted),
                 ("outcome=\"throttled\"", &self.signups_throttled),

@@ -86,11 +86,13 @@ pub fn welcome(
     message_id: &str,
 ) -> Result<Message, MessageError> {
     let lang = list.language();
-    let subject = format!(
-        "{}: {}",
-        subject_in(lang, "welcome_subject", "Welcome"),
-        list.settings.name
-    );
+    let subject = list.settings.subjects.welcome.clone().unwrap_or_else(|| {
+        format!(
+            "{}: {}",
+            subject_in(lang, "welcome_subject", "Welcome"),
+            list.settings.name
+        )
+    });
     let ctx = context! {
         list_name => list.settings.name.as_str(),
         unsubscribe_url => unsubscribe_url,
@@ -121,7 +123,12 @@ pub fn confirmation(
     ttl_days: u64,
 ) -> Result<Message, MessageError> {
     let lang = list.language();
-    let subject = subject_in(lang, "confirm_subject", "Please confirm your subscription");
+    let subject = list
+        .settings
+        .subjects
+        .confirmation
+        .clone()
+        .unwrap_or_else(|| subject_in(lang, "confirm_subject", "Please confirm your subscription"));
     let ctx = context! {
         list_name => list.settings.name.as_str(),
         confirm_url => confirm_url,

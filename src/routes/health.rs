@@ -32,47 +32,52 @@ pub async fn readyz(ctx: web::Data<AppContext>) -> HttpResponse {
     }
 }
 
-/// `GET /metrics`: Prometheus text format; with `[metrics] token` set, only
-/// for `Authorization: Bearer <token>`.
+/// `GET /metrics`: Prometheus text format. With `[metrics] token` set it
+/// wants `Authorization: Bearer <token>`; without, it answers only clients
+/// on the loopback interface (the counters show what sign-ups did, which a
+/// stranger must not learn).
 pub async fn metrics(
     req: actix_web::HttpRequest,
     ctx: web::Data<AppContext>,
 ) -> Result<HttpResponse, crate::error::AppError> {
     use secrecy::ExposeSecret;
     use subtle::ConstantTimeEq;
-    if let Some(token) = &ctx.settings.metrics.token {
-        let presented = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        let matches: bool = presented
-            .as_bytes()
-            .ct_eq(token.expose_secret().as_bytes())
-            .into();
-        if !matches {
-            return Err(crate::error::AppError::new(
-                crate::error::ErrorKind::Unauthorized,
-                crate::error::Format::Json,
-            ));
+    let allowed = match &ctx.settings.metrics.token {
+        Some(token) => {
+            let presented = req
+                .headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            bool::from(presented.as_bytes().ct_eq(token.expose_secret().as_bytes()))
         }
+        None => req.peer_addr().is_some_and(|peer| peer.ip().is_loopback()),
+    };
+    if !allowed {
+        return Ok(HttpResponse::Unauthorized()
+            .insert_header(("WWW-Authenticate", "Bearer realm=\"assent-metrics\""))
+            .content_type("text/plain; charset=utf-8")
+            .body("metrics need the configured bearer token ([metrics] token)\n"));
     }
     let now = ctx.clock.now();
     let naive_now = crate::clock::naive(now);
-    let (pending, due, oldest, dead) =
-        crate::routes::db_call::with_conn(&ctx, crate::error::Format::Json, move |conn| {
-            crate::db::repo::outbox::gauges(conn, naive_now)
-        })
-        .await?;
+    // The counters are served even while the database is away.
+    let outbox = crate::routes::db_call::with_conn(&ctx, crate::error::Format::Json, move |conn| {
+        crate::db::repo::outbox::gauges(conn, naive_now)
+    })
+    .await
+    .ok();
     let state = ctx.pool.state();
     let gauges = crate::metrics::DatabaseGauges {
-        outbox_pending: pending,
-        outbox_due: due,
-        outbox_oldest_due_age_seconds: oldest
+        database_up: outbox.is_some(),
+        outbox_pending: outbox.map(|o| o.0).unwrap_or(0),
+        outbox_due: outbox.map(|o| o.1).unwrap_or(0),
+        outbox_oldest_due_age_seconds: outbox
+            .and_then(|o| o.2)
             .map(|t| (naive_now - t).num_milliseconds().max(0) as f64 / 1000.0)
             .unwrap_or(0.0),
-        outbox_dead: dead,
+        outbox_dead: outbox.map(|o| o.3).unwrap_or(0),
         pool_connections: state.connections,
         pool_idle: state.idle_connections,
     };

@@ -155,19 +155,6 @@ fn validate<'a>(
         Some(l) => format!("/lists/{}/form", l.slug()),
         None => "/".to_owned(),
     };
-    if list.is_some_and(|l| l.settings.proof_of_work) {
-        let verdict = match raw.altcha.as_deref() {
-            Some(field) if !field.is_empty() => ctx.pow.verify(field, ctx.clock.now()),
-            _ => Err(crate::pow::PowError::Malformed),
-        };
-        if let Err(why) = verdict {
-            errors.push(FieldError::new(
-                "altcha",
-                "proof_of_work_failed",
-                format!("{why}; reload the form and try again."),
-            ));
-        }
-    }
     if list.is_none() {
         errors.push(FieldError::new(
             "list",
@@ -267,6 +254,20 @@ fn validate<'a>(
             "source_url_invalid",
             "The source URL is too long or malformed.",
         ));
+    }
+    // Checked last, so a solution is spent only by an otherwise valid sign-up.
+    if errors.is_empty() && list.is_some_and(|l| l.settings.proof_of_work) {
+        let verdict = match raw.altcha.as_deref() {
+            Some(field) if !field.is_empty() => ctx.pow.verify(field, ctx.clock.now()),
+            _ => Err(crate::pow::PowError::Malformed),
+        };
+        if let Err(why) = verdict {
+            errors.push(FieldError::new(
+                "altcha",
+                "proof_of_work_failed",
+                format!("{why}; reload the form and try again."),
+            ));
+        }
     }
     match (errors.is_empty(), list, email) {
         (true, Some(list), Some(email)) => {

@@ -58,7 +58,8 @@ async fn hosted_form_shows_the_current_text_unticked(backend: Backend) {
 }
 
 async fn metrics_count_what_happened(backend: Backend) {
-    let app = crate::helpers::spawn_app_with(backend, "[metrics]\ntoken = \"scrape-me\"").await;
+    let app =
+        crate::helpers::spawn_app_with(backend, "[metrics]\ntoken = \"scrape-me-please-16\"").await;
     let denied = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(denied.status(), 401);
     let unsubscribe = app
@@ -74,7 +75,7 @@ async fn metrics_count_what_happened(backend: Backend) {
     let body = app
         .client
         .get(app.url("/metrics"))
-        .bearer_auth("scrape-me")
+        .bearer_auth("scrape-me-please-16")
         .send()
         .await
         .unwrap()
@@ -106,3 +107,14 @@ crate::backend_tests!(
     unknown_routes_answer_404_in_the_asked_format,
     hosted_form_shows_the_current_text_unticked,
 );
+
+#[test]
+fn version_names_the_commit() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_assent"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.starts_with("assent "), "{text}");
+    assert!(text.contains("(commit "), "{text}");
+}

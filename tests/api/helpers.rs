@@ -113,6 +113,7 @@ confirmed_url = "https://clinic.example/offers/welcome"
 language = "de"
 allowed_origins = ["https://clinic.example"]
 embed_origins = ["https://clinic.example"]
+subjects = { confirmation = "Bitte bestätigen: Angebote der Praxis" }
 [[lists.consent_texts]]
 text = "Ich willige ein, Angebote per E-Mail zu erhalten."
 "#;

@@ -263,6 +263,10 @@ async fn multipart_post_is_accepted(backend: Backend) {
     app.dispatch_all_pending_emails().await;
     let mail = &app.mails_to("cy@example.org")[0];
     assert!(text_part(&mail.data).contains("Bitte bestätigen Sie"));
+    assert_eq!(
+        header(&mail.data, "Subject").as_deref(),
+        Some("Bitte bestätigen: Angebote der Praxis")
+    );
 }
 
 async fn an_older_registered_text_is_recorded_as_shown(backend: Backend) {

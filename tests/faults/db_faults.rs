@@ -6,7 +6,14 @@ use std::time::{Duration, Instant};
 use crate::harness::{Server, load, stored_signups, verify_ledger};
 use crate::smtp_server::SmtpServer;
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// Where PostgreSQL's programs are (`pg_config --bindir`).
+fn pg_bin() -> String {
+    let output = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .expect("pg_config");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
 
 /// A PostgreSQL cluster of the test's own, on its own port, so that
 /// restarting it disturbs no other test.
@@ -46,8 +53,9 @@ impl Cluster {
             .unwrap()
             .port();
         let data = dir.path().join("data");
+        let pg_bin = pg_bin();
         let init = as_postgres(&format!(
-            "{PG_BIN}/initdb -D {} -A trust -U postgres",
+            "{pg_bin}/initdb -D {} -A trust -U postgres",
             data.display()
         ));
         assert!(
@@ -58,7 +66,7 @@ impl Cluster {
         let cluster = Cluster { dir, port };
         cluster.start();
         let created = as_postgres(&format!(
-            "{PG_BIN}/createdb -h 127.0.0.1 -p {} -U postgres assent",
+            "{pg_bin}/createdb -h 127.0.0.1 -p {} -U postgres assent",
             cluster.port
         ));
         assert!(
@@ -74,10 +82,11 @@ impl Cluster {
     }
 
     fn pg_ctl(&self, action: &str) {
+        let pg_bin = pg_bin();
         let data = self.dir.path().join("data");
         let log = self.dir.path().join("log");
         let output = as_postgres(&format!(
-            "{PG_BIN}/pg_ctl -D {} -l {} -w -m fast -o '-p {} -k {} -c listen_addresses=127.0.0.1' {action}",
+            "{pg_bin}/pg_ctl -D {} -l {} -w -m fast -o '-p {} -k {} -c listen_addresses=127.0.0.1' {action}",
             data.display(),
             log.display(),
             self.port,
@@ -101,9 +110,10 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        let pg_bin = pg_bin();
         let data = self.dir.path().join("data");
         let _ = as_postgres(&format!(
-            "{PG_BIN}/pg_ctl -D {} -m immediate stop",
+            "{pg_bin}/pg_ctl -D {} -m immediate stop",
             data.display()
         ));
     }

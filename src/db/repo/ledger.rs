@@ -178,14 +178,45 @@ pub fn events_of(
         .load(conn)?)
 }
 
+/// A page of subscribers `(id, chain_seq, chain_head)` and their events.
+type VerifyPage = (Vec<(String, i64, String)>, Vec<ConsentEventRow>);
+
 /// Verifies every chain, paging through subscribers in id order so memory
-/// stays flat whatever the size of the ledger.
+/// stays flat whatever the size of the ledger. One thread reads the next
+/// page while the caller's thread hashes the current one.
 pub fn verify_all(
     conn: &mut DbConnection,
     page_size: i64,
 ) -> Result<crate::ledger::verify::Report, DbError> {
-    use crate::ledger::verify::{StoredEvent, Verifier};
-    let mut verifier = Verifier::default();
+    use crate::ledger::verify::Verifier;
+    let (pages, received) = std::sync::mpsc::sync_channel::<VerifyPage>(2);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || read_pages(conn, page_size, pages));
+        let mut verifier = Verifier::default();
+        let mut broken = None;
+        for (page, rows) in &received {
+            if let Err(problem) = check_page(&mut verifier, &page, &rows) {
+                broken = Some(problem);
+                break;
+            }
+        }
+        // Stops the reader if verification ended early.
+        drop(received);
+        reader
+            .join()
+            .map_err(|_| DbError::Unavailable("the ledger reader panicked".to_owned()))??;
+        Ok(match broken {
+            Some(problem) => verifier.fail(problem),
+            None => verifier.finish(),
+        })
+    })
+}
+
+fn read_pages(
+    conn: &mut DbConnection,
+    page_size: i64,
+    pages: std::sync::mpsc::SyncSender<VerifyPage>,
+) -> Result<(), DbError> {
     let mut after = String::new();
     loop {
         let page: Vec<(String, i64, String)> = subscribers::table
@@ -199,7 +230,7 @@ pub fn verify_all(
             ))
             .load(conn)?;
         let Some(last) = page.last() else {
-            return Ok(verifier.finish());
+            return Ok(());
         };
         after = last.0.clone();
         // Subscriber pages are contiguous ranges of ids, so their events are
@@ -214,49 +245,58 @@ pub fn verify_all(
             ))
             .select(ConsentEventRow::as_select())
             .load(conn)?;
-        let times: Vec<String> = rows.iter().map(|r| format_time(r.occurred_at)).collect();
-        let mut start = 0;
-        for (id, seq, head) in &page {
-            let end = start
-                + rows[start..]
-                    .iter()
-                    .take_while(|r| &r.subscriber_id == id)
-                    .count();
-            let events: Vec<StoredEvent<'_>> = rows[start..end]
-                .iter()
-                .zip(&times[start..end])
-                .map(|(row, time)| StoredEvent {
-                    fields: HashedFields {
-                        id: &row.id,
-                        subscriber_id: &row.subscriber_id,
-                        seq: row.seq,
-                        kind: &row.kind,
-                        occurred_at: time,
-                        subscription_id: row.subscription_id.as_deref(),
-                        list_id: row.list_id.as_deref(),
-                        consent_version_id: row.consent_version_id.as_deref(),
-                        consent_sha256: row.consent_sha256.as_deref(),
-                        method: row.method.as_deref(),
-                        evidence_sha256: row.evidence_sha256.as_deref(),
-                        details: &row.details,
-                    },
-                    prev_hash: &row.prev_hash,
-                    hash: &row.hash,
-                })
-                .collect();
-            if let Err(broken) = verifier.subscriber(id, *seq, head, &events) {
-                return Ok(verifier.fail(broken));
-            }
-            start = end;
-        }
-        if start != rows.len() {
-            let orphan = &rows[start];
-            return Ok(verifier.fail(crate::ledger::verify::Broken {
-                subscriber_id: orphan.subscriber_id.clone(),
-                seq: orphan.seq,
-                event_id: Some(orphan.id.clone()),
-                reason: "an event is out of order in its chain".to_owned(),
-            }));
+        if pages.send((page, rows)).is_err() {
+            return Ok(());
         }
     }
+}
+
+fn check_page(
+    verifier: &mut crate::ledger::verify::Verifier,
+    page: &[(String, i64, String)],
+    rows: &[ConsentEventRow],
+) -> Result<(), crate::ledger::verify::Broken> {
+    use crate::ledger::verify::StoredEvent;
+    let times: Vec<String> = rows.iter().map(|r| format_time(r.occurred_at)).collect();
+    let mut start = 0;
+    for (id, seq, head) in page {
+        let end = start
+            + rows[start..]
+                .iter()
+                .take_while(|r| &r.subscriber_id == id)
+                .count();
+        let events: Vec<StoredEvent<'_>> = rows[start..end]
+            .iter()
+            .zip(&times[start..end])
+            .map(|(row, time)| StoredEvent {
+                fields: HashedFields {
+                    id: &row.id,
+                    subscriber_id: &row.subscriber_id,
+                    seq: row.seq,
+                    kind: &row.kind,
+                    occurred_at: time,
+                    subscription_id: row.subscription_id.as_deref(),
+                    list_id: row.list_id.as_deref(),
+                    consent_version_id: row.consent_version_id.as_deref(),
+                    consent_sha256: row.consent_sha256.as_deref(),
+                    method: row.method.as_deref(),
+                    evidence_sha256: row.evidence_sha256.as_deref(),
+                    details: &row.details,
+                },
+                prev_hash: &row.prev_hash,
+                hash: &row.hash,
+            })
+            .collect();
+        verifier.subscriber(id, *seq, head, &events)?;
+        start = end;
+    }
+    if let Some(orphan) = rows.get(start) {
+        return Err(crate::ledger::verify::Broken {
+            subscriber_id: orphan.subscriber_id.clone(),
+            seq: orphan.seq,
+            event_id: Some(orphan.id.clone()),
+            reason: "an event is out of order in its chain".to_owned(),
+        });
+    }
+    Ok(())
 }
