@@ -33,6 +33,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "log",
     "abuse",
     "metrics",
+    "templates_dir",
+    "dkim",
     "lists",
 ];
 
@@ -68,6 +70,13 @@ pub struct Settings {
     pub abuse: AbuseSettings,
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// DKIM signing of every message (optional).
+    #[serde(default)]
+    pub dkim: Option<DkimSettings>,
+    /// A folder of template overrides: `NAME` for every list, `SLUG/NAME`
+    /// for one list (see docs/configuration.md).
+    #[serde(default)]
+    pub templates_dir: Option<PathBuf>,
     /// The lists; when none is configured, the example list `newsletter`.
     #[serde(default)]
     pub lists: Vec<ListSettings>,
@@ -199,6 +208,25 @@ impl Default for HttpSettings {
             trusted_proxies: Vec::new(),
         }
     }
+}
+
+/// DKIM signing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimSettings {
+    /// The selector: the key is published at `SELECTOR._domainkey.DOMAIN`.
+    pub selector: String,
+    /// The signing domain (`d=`), normally the From addresses' domain.
+    pub domain: String,
+    /// `rsa` (a PKCS#1 PEM key) or `ed25519` (the base64 32-byte seed).
+    #[serde(default = "defaults::rsa")]
+    pub algorithm: String,
+    /// The private key itself...
+    #[serde(default)]
+    pub private_key: Option<SecretString>,
+    /// ... or the file that holds it.
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
 }
 
 /// The `/metrics` endpoint.
@@ -373,6 +401,9 @@ mod defaults {
     pub fn language() -> String {
         "en".to_owned()
     }
+    pub fn rsa() -> String {
+        "rsa".to_owned()
+    }
     pub fn purpose() -> String {
         "Sending the newsletter: news, announcements, updates and offers by email".to_owned()
     }
@@ -506,6 +537,8 @@ impl Settings {
             rate_limit_exempt,
             abuse: self.abuse.clone(),
             metrics: self.metrics.clone(),
+            templates_dir: self.templates_dir.clone(),
+            dkim: self.dkim.as_ref().map(validate_dkim).transpose()?,
             bind,
             base_url,
             database_url,
@@ -585,6 +618,27 @@ fn parse_origins(key: &str, values: &[String]) -> Result<Vec<String>, ConfigErro
             Ok(origin)
         })
         .collect()
+}
+
+fn validate_dkim(settings: &DkimSettings) -> Result<crate::mail::dkim::Dkim, ConfigError> {
+    let key = match (&settings.private_key, &settings.private_key_file) {
+        (Some(key), None) => key.expose_secret().to_owned(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| invalid("dkim.private_key_file", format!("{}: {e}", path.display())))?,
+        _ => {
+            return Err(invalid(
+                "dkim",
+                "set exactly one of private_key and private_key_file",
+            ));
+        }
+    };
+    crate::mail::dkim::Dkim::new(
+        &settings.selector,
+        &settings.domain,
+        &settings.algorithm,
+        &key,
+    )
+    .map_err(|e| invalid("dkim", e))
 }
 
 fn validate_subjects(
@@ -813,6 +867,9 @@ pub struct ValidSettings {
     pub rate_limit_exempt: Vec<ipnet::IpNet>,
     pub abuse: AbuseSettings,
     pub metrics: MetricsSettings,
+    pub templates_dir: Option<PathBuf>,
+    /// The DKIM signer, when configured.
+    pub dkim: Option<crate::mail::dkim::Dkim>,
     pub base_url: Url,
     pub database_url: DbUrl,
     pub mail_url: MailUrl,

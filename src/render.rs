@@ -1,6 +1,8 @@
 //! Templates compiled into the binary (pages and emails), rendered with
 //! minijinja; HTML templates escape everything they show.
 
+use std::path::Path;
+
 use minijinja::{Environment, Value, context};
 
 /// The stylesheet every page links to.
@@ -47,6 +49,14 @@ pub struct RenderError {
 impl Templates {
     /// Compiles the built-in templates; a broken one fails here, at start-up.
     pub fn builtin() -> Result<Self, RenderError> {
+        Self::load(None, &[])
+    }
+
+    /// The built-in templates, overridden by files in `dir`: `dir/NAME`
+    /// replaces a template for every list, `dir/SLUG/NAME` for one list.
+    /// Every template is compiled and rendered once with sample values, so
+    /// a broken override stops the start-up instead of the first email.
+    pub fn load(dir: Option<&Path>, slugs: &[&str]) -> Result<Self, RenderError> {
         let mut env = Environment::new();
         // Escape .html by name; .txt stays as is (mail text parts).
         env.set_auto_escape_callback(|name| {
@@ -65,7 +75,33 @@ impl Templates {
                     source,
                 })?;
         }
-        Ok(Templates { env })
+        if let Some(dir) = dir {
+            for (name, source) in overrides(dir, slugs)? {
+                env.add_template_owned(name.clone(), source)
+                    .map_err(|source| RenderError {
+                        template: name.clone(),
+                        source,
+                    })?;
+            }
+        }
+        let templates = Templates { env };
+        templates.check_all()?;
+        Ok(templates)
+    }
+
+    /// Renders every template once in every built-in language.
+    fn check_all(&self) -> Result<(), RenderError> {
+        let names: Vec<String> = self
+            .env
+            .templates()
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        for name in names {
+            for lang in ["en", "de"] {
+                self.render(&name, lang, sample_context())?;
+            }
+        }
+        Ok(())
     }
 
     /// Renders a template with the strings of `lang` available as `t`.
@@ -79,6 +115,100 @@ impl Templates {
             template: name.to_owned(),
             source,
         })
+    }
+
+    /// Renders a list's override of a template if it has one, else the
+    /// shared one.
+    pub fn render_for(
+        &self,
+        list: &str,
+        name: &str,
+        lang: &str,
+        ctx: Value,
+    ) -> Result<String, RenderError> {
+        let specific = format!("{list}/{name}");
+        if self.env.get_template(&specific).is_ok() {
+            self.render(&specific, lang, ctx)
+        } else {
+            self.render(name, lang, ctx)
+        }
+    }
+}
+
+/// The override files in `dir`, as (template name, source). Files that
+/// name no template are refused, so a typo does not go unnoticed.
+fn overrides(dir: &Path, slugs: &[&str]) -> Result<Vec<(String, String)>, RenderError> {
+    let problem = |what: String| RenderError {
+        template: dir.display().to_string(),
+        source: minijinja::Error::new(minijinja::ErrorKind::TemplateNotFound, what),
+    };
+    let known = |file: &str| TEMPLATES.iter().any(|(name, _)| *name == file);
+    let mut found = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| problem(format!("reading the folder: {e}")))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| problem(e.to_string()))?;
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if path.is_dir() {
+            if !slugs.contains(&file.as_str()) {
+                return Err(problem(format!(
+                    "{file}/ is not the slug of a configured list"
+                )));
+            }
+            let inner = std::fs::read_dir(&path).map_err(|e| problem(e.to_string()))?;
+            for entry in inner {
+                let entry = entry.map_err(|e| problem(e.to_string()))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !known(&name) {
+                    return Err(problem(format!(
+                        "{file}/{name} is not one of Assent's templates"
+                    )));
+                }
+                let source =
+                    std::fs::read_to_string(entry.path()).map_err(|e| problem(e.to_string()))?;
+                found.push((format!("{file}/{name}"), source));
+            }
+        } else {
+            if !known(&file) {
+                return Err(problem(format!("{file} is not one of Assent's templates")));
+            }
+            let source = std::fs::read_to_string(&path).map_err(|e| problem(e.to_string()))?;
+            found.push((file, source));
+        }
+    }
+    Ok(found)
+}
+
+/// Values for every variable any template uses, to try overrides out.
+fn sample_context() -> Value {
+    context! {
+        title => "Title",
+        lists => vec![context! { slug => "newsletter", name => "Newsletter" }],
+        list_name => "Newsletter",
+        slug => "newsletter",
+        consent_version_id => "00000000-0000-7000-8000-000000000000",
+        consent_text => "I agree.",
+        errors => vec![context! { detail => "An error." }],
+        back_url => "/",
+        action => "/",
+        message => "A message.",
+        link => "/",
+        link_text => "A link",
+        confirm_url => "https://example.org/confirm/x",
+        refuse_url => "https://example.org/refuse/x",
+        unsubscribe_url => "https://example.org/unsubscribe/x",
+        subject => "A subject",
+        ttl_days => "7",
+        already_left => false,
+        erased => false,
+        unsubscribe_action => "/",
+        withdraw_action => "/",
+        refused_until => Option::<String>::None,
+        days => "365",
+        proof_of_work => false,
+        email => "",
+        name => "",
     }
 }
 

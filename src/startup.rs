@@ -64,7 +64,9 @@ pub fn build_context(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<SharedContext> {
     let pool = prepare_database(&settings)?;
-    let templates = Templates::builtin().context("compiling the templates")?;
+    let slugs: Vec<&str> = settings.lists.iter().map(|l| l.slug.as_str()).collect();
+    let templates = Templates::load(settings.templates_dir.as_deref(), &slugs)
+        .context("compiling the templates")?;
     let mailer =
         Mailer::new(&settings.mail_url, &settings.mail).context("building the mail transport")?;
     let now = naive(clock.now());

@@ -98,8 +98,8 @@ pub fn welcome(
         unsubscribe_url => unsubscribe_url,
         subject => subject.as_str(),
     };
-    let text = templates.render("welcome_email.txt", lang, ctx.clone())?;
-    let html = templates.render("welcome_email.html", lang, ctx)?;
+    let text = templates.render_for(list.slug(), "welcome_email.txt", lang, ctx.clone())?;
+    let html = templates.render_for(list.slug(), "welcome_email.html", lang, ctx)?;
     let mailto = list
         .settings
         .unsubscribe_mailto
@@ -136,8 +136,8 @@ pub fn confirmation(
         subject => subject.as_str(),
         ttl_days => ttl_days.to_string(),
     };
-    let text = templates.render("confirmation_email.txt", lang, ctx.clone())?;
-    let html = templates.render("confirmation_email.html", lang, ctx)?;
+    let text = templates.render_for(list.slug(), "confirmation_email.txt", lang, ctx.clone())?;
+    let html = templates.render_for(list.slug(), "confirmation_email.html", lang, ctx)?;
     list_message(list, to, subject, message_id)?
         .multipart(alternative(text, html))
         .map_err(|e| MessageError::Build(e.to_string()))

@@ -201,11 +201,16 @@ fn prepare(
         }
     };
     match built {
-        Ok(message) => Prepared::Send {
-            row,
-            message: Box::new(message),
-            context,
-        },
+        Ok(mut message) => {
+            if let Some(dkim) = &ctx.settings.dkim {
+                dkim.sign(&mut message);
+            }
+            Prepared::Send {
+                row,
+                message: Box::new(message),
+                context,
+            }
+        }
         Err(error) => Prepared::Fail {
             row,
             error: error.to_string(),

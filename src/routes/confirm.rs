@@ -23,13 +23,17 @@ fn page(
     ctx: &AppContext,
     status: StatusCode,
     template: &str,
-    lang: &str,
+    list: Option<&ListEntry>,
     values: minijinja::Value,
 ) -> Result<HttpResponse, AppError> {
-    let body = ctx
-        .templates
-        .render(template, lang, values)
-        .map_err(|e| AppError::internal(e, Format::Html))?;
+    let lang = list.map(|l| l.language()).unwrap_or("en");
+    let rendered = match list {
+        Some(list) => ctx
+            .templates
+            .render_for(list.slug(), template, lang, values),
+        None => ctx.templates.render(template, lang, values),
+    };
+    let body = rendered.map_err(|e| AppError::internal(e, Format::Html))?;
     Ok(token_headers(html_response(status, body, "'self'")))
 }
 
@@ -85,7 +89,7 @@ fn refused(
         ctx,
         status,
         "message.html",
-        lang,
+        list,
         context! {
             title => text(title_key),
             message => text(body_key),
@@ -151,7 +155,7 @@ pub async fn show(
                 &ctx,
                 StatusCode::OK,
                 "confirm.html",
-                list.language(),
+                Some(list),
                 context! {
                     title => strings.get_attr("confirm_title").map(|v| v.to_string()).unwrap_or_default(),
                     list_name => list.settings.name.as_str(),
@@ -188,7 +192,7 @@ fn success(
         ctx,
         StatusCode::OK,
         "confirmed.html",
-        list.language(),
+        Some(list),
         context! {
             title => strings.get_attr("confirmed_title").map(|v| v.to_string()).unwrap_or_default(),
             list_name => list.settings.name.as_str(),

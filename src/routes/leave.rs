@@ -106,7 +106,8 @@ pub async fn show(
     let lang = list.language();
     let body = ctx
         .templates
-        .render(
+        .render_for(
+            list.slug(),
             "unsubscribe.html",
             lang,
             context! {

@@ -32,7 +32,7 @@ fn render_embeddable(
 ) -> Result<HttpResponse, AppError> {
     let body = ctx
         .templates
-        .render("form.html", list.language(), values)
+        .render_for(list.slug(), "form.html", list.language(), values)
         .map_err(|e| AppError::internal(e, Format::Html))?;
     let mut response = page_response(
         StatusCode::OK,
@@ -169,11 +169,14 @@ pub async fn check_inbox(
         .get_attr("check_inbox_title")
         .map(|v| v.to_string())
         .unwrap_or_default();
-    render_page(
-        &ctx,
-        "check_inbox.html",
-        list.language(),
-        context! { title => title },
-        "'none'",
-    )
+    let body = ctx
+        .templates
+        .render_for(
+            list.slug(),
+            "check_inbox.html",
+            list.language(),
+            context! { title => title },
+        )
+        .map_err(|e| AppError::internal(e, Format::Html))?;
+    Ok(html_response(StatusCode::OK, body, "'none'"))
 }
