@@ -1,38 +1,45 @@
-//! Sign-up throughput: `POST /subscriptions` over HTTP against the real
-//! application, next to the same database statements run directly, in the
-//! same process and the same run, alternately (direct, HTTP, direct, ...).
+//! Sign-up throughput of a running `assent serve` (the release binary, as a
+//! child process) against references measured in the same run, alternately:
+//!
+//! - on PostgreSQL, pgbench on the reference transaction of
+//!   docs/performance.md (three inserts: subscriber, token, outbox job) at
+//!   the same number of connections, `-j 2 -M prepared`, for the same time;
+//! - on both backends, the same repository function the route calls, run
+//!   directly (no HTTP, one transaction per sign-up) on as many threads as
+//!   the pool has connections.
 //!
 //! cargo bench --bench signup -- [--backend postgres|sqlite|both]
-//!     [--connections N] [--seconds S] [--pairs P] [--json FILE]
+//!     [--connections 1,8,64] [--seconds S] [--pairs P] [--json FILE]
 //!
-//! On PostgreSQL each round also runs pgbench on the reference transaction
-//! of docs/performance.md (three inserts: subscriber, token, outbox job) at
-//! the same number of connections, `-j 2 -M prepared`, for the same time.
+//! The load generator is in this file: keep-alive HTTP/1.1 connections,
+//! each sending `POST /subscriptions` for a new address as soon as the
+//! previous answer arrived. After every run the number of `consent_requested`
+//! events must equal the number of acknowledged sign-ups.
 //!
 //! PostgreSQL is reached through ASSENT_BENCH_POSTGRES_URL (default
 //! postgres://postgres@127.0.0.1:5432/test); a scratch database is created
-//! and dropped for each backend run.
+//! and dropped for each backend.
 
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use assent::clock::{Clock, SystemClock, naive};
 use assent::config::Settings;
-use assent::context::SharedContext;
 use assent::db::repo::lists::ConsentRef;
 use assent::db::repo::signup::{self, ConsentSource, SignupInput};
-use assent::db::{retry, write_transaction};
+use assent::db::{DbPool, retry, write_transaction};
 use assent::domain::{ConfirmationToken, EmailAddress};
 use assent::ledger::{EventMethod, Evidence};
-use assent::startup::Application;
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Debug, Clone)]
 struct Options {
     backends: Vec<&'static str>,
-    connections: usize,
+    connections: Vec<usize>,
     seconds: u64,
     pairs: usize,
     json: Option<String>,
@@ -41,7 +48,7 @@ struct Options {
 fn options() -> Options {
     let mut opts = Options {
         backends: vec!["postgres", "sqlite"],
-        connections: 64,
+        connections: vec![1, 8, 64],
         seconds: 4,
         pairs: 3,
         json: None,
@@ -60,7 +67,10 @@ fn options() -> Options {
                 i += 1;
             }
             "--connections" => {
-                opts.connections = value.parse().expect("--connections N");
+                opts.connections = value
+                    .split(',')
+                    .map(|n| n.trim().parse().expect("--connections N[,N...]"))
+                    .collect();
                 i += 1;
             }
             "--seconds" => {
@@ -86,11 +96,12 @@ fn options() -> Options {
 struct Scratch {
     url: String,
     drop_pg: Option<(String, String)>,
-    _dir: Option<tempfile::TempDir>,
+    dir: tempfile::TempDir,
 }
 
 impl Scratch {
     fn new(backend: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
         match backend {
             "postgres" => {
                 let admin = std::env::var("ASSENT_BENCH_POSTGRES_URL")
@@ -107,17 +118,14 @@ impl Scratch {
                 Scratch {
                     url: url.to_string(),
                     drop_pg: Some((admin, name)),
-                    _dir: None,
+                    dir,
                 }
             }
-            _ => {
-                let dir = tempfile::tempdir().unwrap();
-                Scratch {
-                    url: format!("sqlite://{}", dir.path().join("bench.db").display()),
-                    drop_pg: None,
-                    _dir: Some(dir),
-                }
-            }
+            _ => Scratch {
+                url: format!("sqlite://{}", dir.path().join("bench.db").display()),
+                drop_pg: None,
+                dir,
+            },
         }
     }
 }
@@ -132,11 +140,14 @@ impl Drop for Scratch {
     }
 }
 
-fn settings(url: &str, mail_dir: &std::path::Path) -> assent::config::ValidSettings {
+/// The service's configuration: defaults, except no outbox worker (no mail
+/// is sent during the runs), no rate limit, warnings only in the log.
+fn config(scratch: &Scratch, port: u16) -> std::path::PathBuf {
+    let path = scratch.dir.path().join("assent.toml");
     let toml = format!(
         r#"
-bind = "127.0.0.1:0"
-database_url = "{url}"
+bind = "127.0.0.1:{port}"
+database_url = "{}"
 mail_url = "file://{}"
 [outbox]
 worker = false
@@ -145,9 +156,86 @@ rate_limit_per_minute = 0
 [log]
 filter = "warn"
 "#,
-        mail_dir.display()
+        scratch.url,
+        scratch.dir.path().join("mail").display()
     );
-    Settings::from_toml(&toml).unwrap().validate().unwrap()
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `assent serve`.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    /// Starts the service and waits until `/readyz` answers 200; returns
+    /// it with the time that took.
+    fn start(config: &std::path::Path, port: u16) -> (Self, Duration) {
+        let started = Instant::now();
+        let child = Command::new(env!("CARGO_BIN_EXE_assent"))
+            .args(["--config", config.to_str().unwrap(), "serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("assent serve");
+        let server = Server { child, port };
+        let deadline = started + Duration::from_secs(30);
+        while !server.ready() {
+            assert!(Instant::now() < deadline, "assent serve did not get ready");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let took = started.elapsed();
+        (server, took)
+    }
+
+    fn ready(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let request = "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+        if stream.write_all(request.as_bytes()).is_err() {
+            return false;
+        }
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        answer.starts_with(b"HTTP/1.1 200")
+    }
+
+    /// Resident memory now and at its peak, in MiB (from /proc).
+    fn memory_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+                .map(|kb| kb / 1024.0)
+                .unwrap_or(f64::NAN)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    fn stop(mut self) {
+        // SIGTERM: the graceful path.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -156,6 +244,7 @@ struct RunResult {
     backend: &'static str,
     connections: usize,
     requests: u64,
+    failed: u64,
     seconds: f64,
     per_second: f64,
     p50_ms: f64,
@@ -170,73 +259,21 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[index]
 }
 
-static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-
-fn unique_email(prefix: &str) -> String {
-    let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}{n}-{}@bench.example", std::process::id())
-}
-
-/// The same statements the HTTP path runs, on as many threads as the pool
-/// has connections.
-fn run_direct(ctx: &SharedContext, backend: &'static str, seconds: u64) -> RunResult {
-    let list = ctx.lists.by_slug("newsletter").unwrap().clone();
-    let threads = ctx.settings.database.pool_max_size as usize;
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let mut handles = Vec::new();
-    for _ in 0..threads {
-        let ctx = Arc::clone(ctx);
-        let list = list.clone();
-        handles.push(std::thread::spawn(move || {
-            let mut latencies = Vec::new();
-            let mut conn = ctx.pool.get().unwrap();
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let email = EmailAddress::parse(&unique_email("d")).unwrap();
-                let input = SignupInput {
-                    list_id: list.id.clone(),
-                    double_opt_in: true,
-                    welcome: true,
-                    email_hmac: ctx.subject_hash(&email),
-                    email,
-                    name: None,
-                    consent: ConsentRef::Id(list.current.id.clone()),
-                    consent_source: ConsentSource::VersionId,
-                    method: EventMethod::Api,
-                    evidence: Evidence::new(
-                        Some("127.0.0.1".into()),
-                        Some("peer"),
-                        Some("bench".into()),
-                        None,
-                    )
-                    .seal(),
-                    token: ConfirmationToken::generate(),
-                    token_ttl: chrono::Duration::days(7),
-                    message_domain: "localhost".into(),
-                    budget: assent::db::repo::signup::ConfirmationBudget {
-                        interval: chrono::Duration::minutes(10),
-                        per_day: 3,
-                    },
-                };
-                let now = naive(ctx.clock.now());
-                retry(|| write_transaction(&mut conn, |c| signup::record(c, &input, now))).unwrap();
-                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-            latencies
-        }));
-    }
-    let mut latencies: Vec<f64> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
-    let elapsed = started.elapsed().as_secs_f64();
+fn result(
+    kind: &'static str,
+    backend: &'static str,
+    connections: usize,
+    mut latencies: Vec<f64>,
+    failed: u64,
+    elapsed: f64,
+) -> RunResult {
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
     RunResult {
-        kind: "direct",
+        kind,
         backend,
-        connections: threads,
+        connections,
         requests: latencies.len() as u64,
+        failed,
         seconds: elapsed,
         per_second: latencies.len() as f64 / elapsed,
         p50_ms: percentile(&latencies, 0.5),
@@ -244,68 +281,190 @@ fn run_direct(ctx: &SharedContext, backend: &'static str, seconds: u64) -> RunRe
     }
 }
 
-/// `POST /subscriptions` from `connections` keep-alive connections.
-async fn run_http(
-    port: u16,
-    backend: &'static str,
-    connections: usize,
-    seconds: u64,
-) -> (RunResult, u64) {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .build()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}/subscriptions");
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+fn unique_email(prefix: &str) -> String {
+    let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{n}-{}@bench.example", std::process::id())
+}
+
+/// One keep-alive connection sending sign-ups until the deadline; returns
+/// the latencies of the 202 answers and the number of other outcomes.
+async fn http_connection(port: u16, deadline: Instant) -> (Vec<f64>, u64) {
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    let mut stream = match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+        Ok(s) => s,
+        Err(_) => return (latencies, 1),
+    };
+    let _ = stream.set_nodelay(true);
+    let mut request = Vec::with_capacity(512);
+    let mut buffer = vec![0u8; 8192];
+    while Instant::now() < deadline {
+        let body = format!(r#"{{"email":"{}","consent":true}}"#, unique_email("h"));
+        request.clear();
+        request.extend_from_slice(
+            format!(
+                "POST /subscriptions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        request.extend_from_slice(body.as_bytes());
+        let sent = Instant::now();
+        if stream.write_all(&request).await.is_err() {
+            failed += 1;
+            break;
+        }
+        match read_response(&mut stream, &mut buffer).await {
+            Some(202) => latencies.push(sent.elapsed().as_secs_f64() * 1000.0),
+            Some(_) => failed += 1,
+            None => {
+                failed += 1;
+                break;
+            }
+        }
+    }
+    (latencies, failed)
+}
+
+/// Reads one HTTP/1.1 response with a `Content-Length`; its status.
+async fn read_response(stream: &mut tokio::net::TcpStream, buffer: &mut [u8]) -> Option<u16> {
+    let mut filled = 0;
+    loop {
+        let n = stream.read(&mut buffer[filled..]).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        filled += n;
+        let head = &buffer[..filled];
+        let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+            if filled == buffer.len() {
+                return None;
+            }
+            continue;
+        };
+        let text = std::str::from_utf8(&head[..end]).ok()?;
+        let status = text.get(9..12)?.parse().ok()?;
+        let length: usize = text
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        let mut have = filled - (end + 4);
+        while have < length {
+            let n = stream.read(&mut buffer[..]).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            have += n;
+        }
+        return Some(status);
+    }
+}
+
+async fn run_http(port: u16, backend: &'static str, connections: usize, seconds: u64) -> RunResult {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let client = client.clone();
-        let url = url.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut failures = 0u64;
-            while Instant::now() < deadline {
-                let body = format!(r#"{{"email":"{}","consent":true}}"#, unique_email("h"));
-                let t = Instant::now();
-                let response = client
-                    .post(&url)
-                    .header("Content-Type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-                match response {
-                    Ok(r) if r.status().as_u16() == 202 => {
-                        let _ = r.bytes().await;
-                        latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-                    }
-                    _ => failures += 1,
-                }
-            }
-            (latencies, failures)
-        }));
-    }
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| tokio::spawn(http_connection(port, deadline)))
+        .collect();
     let mut latencies = Vec::new();
-    let mut failures = 0;
+    let mut failed = 0;
     for task in tasks {
         let (l, f) = task.await.unwrap();
         latencies.extend(l);
-        failures += f;
+        failed += f;
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (
-        RunResult {
-            kind: "http",
-            backend,
-            connections,
-            requests: latencies.len() as u64,
-            seconds: elapsed,
-            per_second: latencies.len() as f64 / elapsed,
-            p50_ms: percentile(&latencies, 0.5),
-            p99_ms: percentile(&latencies, 0.99),
-        },
-        failures,
+    result(
+        "http",
+        backend,
+        connections,
+        latencies,
+        failed,
+        started.elapsed().as_secs_f64(),
+    )
+}
+
+/// The application's context on the scratch database, for the direct runs.
+fn direct_context(url: &str) -> assent::context::SharedContext {
+    let toml = format!(
+        "database_url = \"{url}\"\nmail_url = \"file:///tmp\"\n[outbox]\nworker = false\n[log]\nfilter = \"warn\"\n"
+    );
+    let settings = Settings::from_toml(&toml).unwrap().validate().unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    assent::startup::build_context(settings, clock).expect("context")
+}
+
+/// The statements of one sign-up, one transaction each, on as many threads
+/// as the pool has connections.
+fn run_direct(
+    ctx: &assent::context::SharedContext,
+    backend: &'static str,
+    seconds: u64,
+) -> RunResult {
+    let list = ctx.lists.by_slug("newsletter").unwrap().clone();
+    let threads = ctx.settings.database.pool_max_size as usize;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let ctx = Arc::clone(ctx);
+            let list = list.clone();
+            std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                let mut conn = ctx.pool.get().unwrap();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let email = EmailAddress::parse(&unique_email("d")).unwrap();
+                    let input = SignupInput {
+                        list_id: list.id.clone(),
+                        double_opt_in: true,
+                        welcome: true,
+                        email_hmac: ctx.subject_hash(&email),
+                        email,
+                        name: None,
+                        consent: ConsentRef::Id(list.current.id.clone()),
+                        consent_source: ConsentSource::VersionId,
+                        method: EventMethod::Api,
+                        evidence: Evidence::new(
+                            Some("127.0.0.1".into()),
+                            Some("peer"),
+                            Some("bench".into()),
+                            None,
+                        )
+                        .seal(),
+                        token: ConfirmationToken::generate(),
+                        token_ttl: chrono::Duration::days(7),
+                        message_domain: "localhost".into(),
+                        budget: assent::db::repo::signup::ConfirmationBudget {
+                            interval: chrono::Duration::minutes(10),
+                            per_day: 3,
+                        },
+                    };
+                    let now = naive(ctx.clock.now());
+                    retry(|| write_transaction(&mut conn, |c| signup::record(c, &input, now)))
+                        .unwrap();
+                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let latencies: Vec<f64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    result(
+        "direct",
+        backend,
+        threads,
+        latencies,
+        0,
+        started.elapsed().as_secs_f64(),
     )
 }
 
@@ -326,18 +485,19 @@ INSERT INTO ref_outbox (subscriber_id, kind, payload) VALUES (:sid::uuid, 'confi
 END;
 "#;
 
-/// pgbench on the reference transaction; returns transactions per second.
-fn run_pgbench(url: &str, connections: usize, seconds: u64, script: &std::path::Path) -> f64 {
+/// pgbench on the reference transaction; transactions per second.
+fn run_pgbench(url: &str, connections: usize, seconds: u64, script: &std::path::Path) -> RunResult {
     let mut conn = diesel::PgConnection::establish(url).expect("reference database");
     conn.batch_execute(REFERENCE_TABLES)
         .expect("reference tables");
-    let output = std::process::Command::new(PGBENCH)
+    let threads = connections.min(2).to_string();
+    let output = Command::new(PGBENCH)
         .args([
             "-n",
             "-c",
             &connections.to_string(),
             "-j",
-            "2",
+            &threads,
             "-M",
             "prepared",
             "-T",
@@ -354,110 +514,161 @@ fn run_pgbench(url: &str, connections: usize, seconds: u64, script: &std::path::
         "pgbench: {text} {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    text.lines()
-        .find(|l| l.starts_with("tps = "))
-        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("pgbench printed tps")
+    let number = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.trim_start_matches(prefix).split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let tps = number("tps = ").expect("pgbench printed tps");
+    let transactions = number("number of transactions actually processed: ").unwrap_or(0.0);
+    RunResult {
+        kind: "pgbench",
+        backend: "postgres",
+        connections,
+        requests: transactions as u64,
+        failed: 0,
+        seconds: seconds as f64,
+        per_second: tps,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+    }
 }
 
-fn stored_signups(ctx: &SharedContext) -> i64 {
+fn stored_signups(pool: &DbPool) -> u64 {
     use assent::db::schema::consent_events;
     use diesel::prelude::*;
-    let mut conn = ctx.pool.get().unwrap();
+    let mut conn = pool.get().unwrap();
     consent_events::table
         .filter(consent_events::kind.eq("consent_requested"))
         .count()
-        .get_result(&mut *conn)
-        .unwrap()
+        .get_result::<i64>(&mut *conn)
+        .unwrap() as u64
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn print_run(pair: usize, run: &RunResult) {
+    println!(
+        "{:8} {:>3} conn pair {}: {:7} {:8.1}/s  p50 {:6.1} ms  p99 {:6.1} ms  ({} ok, {} failed)",
+        run.backend,
+        run.connections,
+        pair + 1,
+        run.kind,
+        run.per_second,
+        run.p50_ms,
+        run.p99_ms,
+        run.requests,
+        run.failed
+    );
 }
 
 fn main() {
     let opts = options();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let mut results = Vec::new();
+    let mut runs = Vec::new();
     let mut summary = Vec::new();
+    let mut memory = Vec::new();
     for backend in opts.backends.clone() {
         let scratch = Scratch::new(backend);
-        let mail = tempfile::tempdir().unwrap();
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let app = runtime
-            .block_on(Application::build(
-                settings(&scratch.url, mail.path()),
-                clock.clone(),
-            ))
-            .expect("application");
-        let port = app.port();
-        let ctx = app.context();
-        let server = runtime.spawn(app.run_until_stopped());
-        let mut ratios = Vec::new();
-        let mut reference_ratios = Vec::new();
-        let script = mail.path().join("reference.sql");
-        std::fs::write(&script, REFERENCE_SCRIPT).unwrap();
-        let mut acknowledged: u64 = 0;
-        for pair in 0..opts.pairs {
-            let direct = run_direct(&ctx, backend, opts.seconds);
-            acknowledged += direct.requests;
-            let (http, failures) =
-                runtime.block_on(run_http(port, backend, opts.connections, opts.seconds));
-            acknowledged += http.requests;
-            let stored = stored_signups(&ctx) as u64;
-            assert_eq!(stored, acknowledged, "every acknowledged sign-up is stored");
-            let ratio = http.per_second / direct.per_second;
-            println!(
-                "{backend:8} pair {}: direct {:8.1}/s (p50 {:.1} ms, p99 {:.1} ms) | http {:8.1}/s (p50 {:.1} ms, p99 {:.1} ms, {} failed) | ratio {:.2} | stored = acknowledged = {}",
-                pair + 1,
-                direct.per_second,
-                direct.p50_ms,
-                direct.p99_ms,
-                http.per_second,
-                http.p50_ms,
-                http.p99_ms,
-                failures,
-                ratio,
-                stored
-            );
-            ratios.push(ratio);
-            if backend == "postgres" {
-                let tps = run_pgbench(&scratch.url, opts.connections, opts.seconds, &script);
-                let reference_ratio = http.per_second / tps;
-                println!(
-                    "{backend:8} pair {}: pgbench reference {tps:8.1} tx/s at {} connections | http/pgbench {reference_ratio:.2}",
-                    pair + 1,
-                    opts.connections
-                );
-                reference_ratios.push(reference_ratio);
-            }
-            results.push(direct);
-            results.push(http);
-        }
-        reference_ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        if let Some(median) = reference_ratios.get(reference_ratios.len() / 2) {
-            println!(
-                "{backend:8} median ratio http/pgbench-reference at {} connections: {median:.2}",
-                opts.connections
-            );
-        }
-        ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let median = ratios[ratios.len() / 2];
+        let port = free_port();
+        let config = config(&scratch, port);
+        // The first start creates the schema; the second measures start-up
+        // on an existing database.
+        let (first, _) = Server::start(&config, port);
+        first.stop();
+        let (server, startup) = Server::start(&config, port);
+        std::thread::sleep(Duration::from_millis(500));
+        let (idle_rss, _) = server.memory_mib();
         println!(
-            "{backend:8} median ratio http/direct at {} connections: {median:.2}",
-            opts.connections
+            "{backend:8} start-up to ready on an existing database: {:.0} ms; idle RSS {idle_rss:.1} MiB",
+            startup.as_secs_f64() * 1000.0
         );
-        summary.push(serde_json::json!({
+        let ctx = direct_context(&scratch.url);
+        let script = scratch.dir.path().join("reference.sql");
+        std::fs::write(&script, REFERENCE_SCRIPT).unwrap();
+        let mut acknowledged = stored_signups(&ctx.pool);
+        for &connections in &opts.connections {
+            let mut over_reference = Vec::new();
+            let mut over_direct = Vec::new();
+            let mut p99 = Vec::new();
+            for pair in 0..opts.pairs {
+                let reference = (backend == "postgres")
+                    .then(|| run_pgbench(&scratch.url, connections, opts.seconds, &script));
+                let http = runtime.block_on(run_http(port, backend, connections, opts.seconds));
+                acknowledged += http.requests;
+                assert_eq!(
+                    stored_signups(&ctx.pool),
+                    acknowledged,
+                    "every acknowledged sign-up is stored"
+                );
+                // The direct statements at the highest load only: they use
+                // the pool's connections whatever the HTTP load.
+                let direct = (Some(&connections) == opts.connections.iter().max())
+                    .then(|| run_direct(&ctx, backend, opts.seconds));
+                if let Some(direct) = &direct {
+                    acknowledged += direct.requests;
+                    assert_eq!(stored_signups(&ctx.pool), acknowledged);
+                }
+                for run in reference.iter().chain([&http]).chain(direct.iter()) {
+                    print_run(pair, run);
+                }
+                if let Some(reference) = &reference {
+                    let ratio = http.per_second / reference.per_second;
+                    println!(
+                        "{backend:8} {connections:>3} conn pair {}: http/pgbench {ratio:.2}",
+                        pair + 1
+                    );
+                    over_reference.push(ratio);
+                }
+                if let Some(direct) = &direct {
+                    over_direct.push(http.per_second / direct.per_second);
+                }
+                p99.push(http.p99_ms);
+                runs.extend(reference);
+                runs.push(http);
+                runs.extend(direct);
+            }
+            let (_, peak) = server.memory_mib();
+            println!(
+                "{backend:8} {connections:>3} conn: median http/pgbench {:.2}, median http/direct {:.2}, median p99 {:.1} ms, peak RSS so far {peak:.1} MiB",
+                median(over_reference.clone()),
+                median(over_direct.clone()),
+                median(p99.clone()),
+            );
+            summary.push(serde_json::json!({
+                "backend": backend,
+                "connections": connections,
+                "ratios_http_over_pgbench": over_reference,
+                "median_http_over_pgbench": median(over_reference.clone()),
+                "ratios_http_over_direct": over_direct,
+                "median_p99_ms": median(p99),
+                "peak_rss_mib": peak,
+            }));
+        }
+        let (_, peak) = server.memory_mib();
+        memory.push(serde_json::json!({
             "backend": backend,
-            "connections": opts.connections,
-            "median_ratio_http_over_direct": median,
-            "ratios_http_over_direct": ratios,
-            "ratios_http_over_pgbench_reference": reference_ratios,
+            "startup_ms": startup.as_secs_f64() * 1000.0,
+            "idle_rss_mib": idle_rss,
+            "peak_rss_mib": peak,
         }));
-        server.abort();
+        server.stop();
         drop(ctx);
     }
-    let report = serde_json::json!({ "bench": "signup", "runs": results, "summary": summary });
+    let report = serde_json::json!({
+        "bench": "signup",
+        "runs": runs,
+        "summary": summary,
+        "process": memory,
+    });
     if let Some(path) = &opts.json {
         std::fs::write(path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
         println!("wrote {path}");

@@ -92,6 +92,14 @@ pub struct DatabaseSettings {
     pub connection_timeout_ms: u64,
     /// How long SQLite waits for the write lock.
     pub sqlite_busy_timeout_ms: u64,
+    /// Threads committing sign-ups in batches; 0 picks 1 on SQLite (its
+    /// single writer) and 4 on PostgreSQL.
+    pub signup_writers: u32,
+    /// Most sign-ups committed in one transaction.
+    pub signup_batch_max: u32,
+    /// How long a writer waits for more sign-ups before committing a batch
+    /// when no more are queued, in microseconds (0: commit at once).
+    pub signup_batch_window_us: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -100,6 +108,9 @@ impl Default for DatabaseSettings {
             pool_max_size: 16,
             connection_timeout_ms: 3_000,
             sqlite_busy_timeout_ms: 5_000,
+            signup_writers: 0,
+            signup_batch_max: 128,
+            signup_batch_window_us: 0,
         }
     }
 }
@@ -472,6 +483,21 @@ impl Settings {
         let mail_url = MailUrl::parse(self.mail_url.expose_secret())?;
         if self.database.pool_max_size == 0 {
             return Err(invalid("database.pool_max_size", "must be at least 1"));
+        }
+        if !(1..=1000).contains(&self.database.signup_batch_max) {
+            return Err(invalid(
+                "database.signup_batch_max",
+                "must be between 1 and 1000",
+            ));
+        }
+        if self.database.signup_batch_window_us > 10_000 {
+            return Err(invalid(
+                "database.signup_batch_window_us",
+                "must be at most 10000 (10 ms): every sign-up may wait that long",
+            ));
+        }
+        if self.database.signup_writers > 64 {
+            return Err(invalid("database.signup_writers", "must be at most 64"));
         }
         if self.outbox.max_attempts == 0 {
             return Err(invalid("outbox.max_attempts", "must be at least 1"));
@@ -899,6 +925,21 @@ impl ValidSettings {
     /// How long a request waits for a database connection.
     pub fn connection_timeout(&self) -> Duration {
         Duration::from_millis(self.database.connection_timeout_ms)
+    }
+
+    /// How the sign-up writer batches, with the number of writers resolved
+    /// for the backend.
+    pub fn signup_writer(&self) -> crate::signup_writer::WriterConfig {
+        let writers = match (self.database.signup_writers, self.database_url.backend()) {
+            (0, crate::db::Backend::Sqlite) => 1,
+            (0, crate::db::Backend::Postgres) => 4,
+            (n, _) => n as usize,
+        };
+        crate::signup_writer::WriterConfig {
+            writers,
+            max_batch: self.database.signup_batch_max as usize,
+            window: Duration::from_micros(self.database.signup_batch_window_us),
+        }
     }
 }
 

@@ -62,6 +62,8 @@ pub struct AppContext {
     pub pow: crate::pow::ProofOfWork,
     /// What happened, for `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// Commits sign-ups in batches.
+    pub signups: crate::signup_writer::SignupWriter,
 }
 
 impl AppContext {

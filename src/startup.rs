@@ -99,7 +99,10 @@ pub fn build_context(
     let subject_key = ServerKey::new(subject_key);
     let pow =
         crate::pow::ProofOfWork::new(subject_key.mac_hex("proof-of-work key", b"").into_bytes());
+    let signups = crate::signup_writer::SignupWriter::start(pool.clone(), settings.signup_writer())
+        .context("starting the sign-up writer")?;
     Ok(Arc::new(AppContext {
+        signups,
         pow,
         settings,
         pool,

@@ -1,4 +1,8 @@
 //! Rows as diesel reads and writes them.
+//!
+//! Rows that are inserted many at a time write `None` as NULL rather than
+//! as `DEFAULT` (no such column has another default), which SQLite needs
+//! for multi-row inserts.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -36,7 +40,7 @@ pub struct ConsentVersionRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = subscribers)]
+#[diesel(table_name = subscribers, treat_none_as_default_value = false)]
 pub struct SubscriberRow {
     pub id: String,
     pub email: Option<String>,
@@ -50,7 +54,7 @@ pub struct SubscriberRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = subscriptions)]
+#[diesel(table_name = subscriptions, treat_none_as_default_value = false)]
 pub struct SubscriptionRow {
     pub id: String,
     pub subscriber_id: String,
@@ -64,7 +68,7 @@ pub struct SubscriptionRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = evidence)]
+#[diesel(table_name = evidence, treat_none_as_default_value = false)]
 pub struct EvidenceRow {
     pub sha256: String,
     pub nonce: String,
@@ -76,7 +80,7 @@ pub struct EvidenceRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = consent_events)]
+#[diesel(table_name = consent_events, treat_none_as_default_value = false)]
 pub struct ConsentEventRow {
     pub id: String,
     pub subscriber_id: String,
@@ -95,7 +99,7 @@ pub struct ConsentEventRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = confirmation_tokens)]
+#[diesel(table_name = confirmation_tokens, treat_none_as_default_value = false)]
 pub struct ConfirmationTokenRow {
     pub token_sha256: String,
     pub subscription_id: String,
@@ -106,7 +110,7 @@ pub struct ConfirmationTokenRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = outbox)]
+#[diesel(table_name = outbox, treat_none_as_default_value = false)]
 pub struct OutboxRow {
     pub id: String,
     pub kind: String,

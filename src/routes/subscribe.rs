@@ -10,9 +10,8 @@ use crate::clock::naive;
 use crate::context::AppContext;
 use crate::db::repo::lists::ConsentRef;
 use crate::db::repo::signup::{
-    self, ConfirmationBudget, ConsentSource, SignupError, SignupInput, SignupOutcome,
+    ConfirmationBudget, ConsentSource, PendingSignup, SignupError, SignupInput, SignupOutcome,
 };
-use crate::db::{DbError, retry, write_transaction};
 use crate::domain::email::EmailError;
 use crate::domain::person_name::PersonNameError;
 use crate::domain::{ConfirmationToken, ConsentText, EmailAddress, PersonName};
@@ -23,7 +22,6 @@ use crate::rate_limit::Decision;
 use crate::registry::ListEntry;
 use crate::routes::body::{self, Encoding};
 use crate::routes::request;
-use crate::telemetry::spawn_blocking_in_span;
 
 /// The list used when a form names none.
 pub const DEFAULT_LIST: &str = "newsletter";
@@ -355,11 +353,13 @@ pub async fn subscribe(
             .map(RawSignup::from_pairs),
     }
     .map_err(|why| fail(ErrorKind::BadRequest(why)))?;
-    let validated = validate(&ctx, raw)
-        .map_err(|(errors, back_url)| fail(ErrorKind::Validation { errors, back_url }))?;
-    let list = validated.list;
+    // A site the list does not accept sign-ups from learns nothing more,
+    // not even which of its fields were wrong.
     let origin = request::origin(&req);
-    if let Some(origin) = &origin {
+    let named_list = ctx
+        .lists
+        .by_slug(raw.list.as_deref().map(str::trim).unwrap_or(DEFAULT_LIST));
+    if let (Some(origin), Some(list)) = (&origin, named_list) {
         let own = ctx.settings.base_url.origin().ascii_serialization();
         let allowed = list.settings.allowed_origins.is_empty()
             || *origin == own
@@ -370,6 +370,9 @@ pub async fn subscribe(
             )));
         }
     }
+    let validated = validate(&ctx, raw)
+        .map_err(|(errors, back_url)| fail(ErrorKind::Validation { errors, back_url }))?;
+    let list = validated.list;
     let cors_origin = origin.filter(|o| list.settings.allowed_origins.contains(o));
     let redirect = validated
         .redirect
@@ -418,14 +421,8 @@ pub async fn subscribe(
     };
     let consent_source = input.consent_source;
     let masked = input.email.masked();
-    let now = ctx.clock.now();
-    let pool = ctx.pool.clone();
-    let outcome = spawn_blocking_in_span(move || {
-        let mut conn = pool.get().map_err(|e| SignupError::Db(DbError::from(e)))?;
-        retry(|| write_transaction(&mut conn, |conn| signup::record(conn, &input, naive(now))))
-    })
-    .await
-    .map_err(|e| AppError::internal(anyhow::anyhow!("blocking pool: {e}"), format))?;
+    let now = naive(ctx.clock.now());
+    let outcome = ctx.signups.record(PendingSignup { input, now }).await;
     match outcome {
         Ok(outcome) => {
             let counter = match outcome {
@@ -438,7 +435,7 @@ pub async fn subscribe(
                 SignupOutcome::Refused => &ctx.metrics.signups_refused,
             };
             Metrics::incr(counter);
-            tracing::info!(list = list.slug(), email = %masked, outcome = ?outcome, "sign-up recorded");
+            tracing::debug!(list = list.slug(), email = %masked, outcome = ?outcome, "sign-up recorded");
         }
         Err(SignupError::ConsentVersionUnknown) => {
             return Err(fail(ErrorKind::Validation {

@@ -9,6 +9,7 @@ mod admin;
 mod confirm;
 mod dkim;
 mod exports;
+mod group_commit;
 mod health;
 mod leave;
 mod ledger;

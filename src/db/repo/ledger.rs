@@ -53,16 +53,7 @@ pub fn append(
     head: &ChainHead,
     events: &[NewEvent<'_>],
 ) -> Result<(ChainHead, Vec<String>), DbError> {
-    let mut current = head.clone();
-    let mut rows = Vec::with_capacity(events.len());
-    for event in events {
-        let row = build_row(subscriber_id, &current, event);
-        current = ChainHead {
-            seq: row.seq,
-            hash: row.hash.clone(),
-        };
-        rows.push(row);
-    }
+    let (current, rows) = chain_rows(subscriber_id, head, events);
     let moved = diesel::update(
         subscribers::table
             .filter(subscribers::id.eq(subscriber_id))
@@ -83,6 +74,26 @@ pub fn append(
             .execute(conn)?;
     }
     Ok((current, ids))
+}
+
+/// Hashes events onto a chain that stands at `head`, without writing them:
+/// the rows to insert and the head they leave the chain at.
+pub fn chain_rows(
+    subscriber_id: &str,
+    head: &ChainHead,
+    events: &[NewEvent<'_>],
+) -> (ChainHead, Vec<ConsentEventRow>) {
+    let mut current = head.clone();
+    let mut rows = Vec::with_capacity(events.len());
+    for event in events {
+        let row = build_row(subscriber_id, &current, event);
+        current = ChainHead {
+            seq: row.seq,
+            hash: row.hash.clone(),
+        };
+        rows.push(row);
+    }
+    (current, rows)
 }
 
 fn build_row(subscriber_id: &str, head: &ChainHead, event: &NewEvent<'_>) -> ConsentEventRow {
@@ -153,17 +164,22 @@ pub fn store_evidence(
     now: NaiveDateTime,
 ) -> Result<(), DbError> {
     diesel::insert_into(evidence::table)
-        .values(EvidenceRow {
-            sha256: sealed.sha256.clone(),
-            nonce: sealed.nonce.clone(),
-            ip: sealed.evidence.ip.clone(),
-            ip_source: sealed.evidence.ip_source.clone(),
-            user_agent: sealed.evidence.user_agent.clone(),
-            source_url: sealed.evidence.source_url.clone(),
-            recorded_at: now,
-        })
+        .values(evidence_row(sealed, now))
         .execute(conn)?;
     Ok(())
+}
+
+/// The row that stores sealed evidence.
+pub fn evidence_row(sealed: &SealedEvidence, now: NaiveDateTime) -> EvidenceRow {
+    EvidenceRow {
+        sha256: sealed.sha256.clone(),
+        nonce: sealed.nonce.clone(),
+        ip: sealed.evidence.ip.clone(),
+        ip_source: sealed.evidence.ip_source.clone(),
+        user_agent: sealed.evidence.user_agent.clone(),
+        source_url: sealed.evidence.source_url.clone(),
+        recorded_at: now,
+    }
 }
 
 /// A subscriber's events in chain order.

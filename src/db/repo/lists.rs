@@ -30,6 +30,18 @@ pub enum ConsentRef {
     Both(String, ConsentHash),
 }
 
+impl ConsentRef {
+    /// Whether `version` is the one this reference names (the same test
+    /// `find_version` makes in SQL, for versions already loaded).
+    pub fn names(&self, version: &ConsentVersion) -> bool {
+        match self {
+            ConsentRef::Id(id) => version.id == *id,
+            ConsentRef::Text(hash) => version.sha256 == hash.as_str(),
+            ConsentRef::Both(id, hash) => version.id == *id && version.sha256 == hash.as_str(),
+        }
+    }
+}
+
 /// Creates or updates a list from configuration and registers its consent
 /// texts; texts never disappear. Returns the list id.
 pub fn upsert_list(
@@ -169,9 +181,17 @@ pub fn find_version(
 
 /// Every version of a list, oldest first.
 pub fn versions_of(conn: &mut DbConnection, list_id: &str) -> Result<Vec<ConsentVersion>, DbError> {
+    versions_of_lists(conn, &[list_id])
+}
+
+/// Every version of some lists, oldest first.
+pub fn versions_of_lists(
+    conn: &mut DbConnection,
+    list_ids: &[&str],
+) -> Result<Vec<ConsentVersion>, DbError> {
     let rows = consent_versions::table
         .inner_join(consent_texts::table)
-        .filter(consent_versions::list_id.eq(list_id))
+        .filter(consent_versions::list_id.eq_any(list_ids))
         .order(consent_versions::created_at.asc())
         .select((
             consent_versions::id,

@@ -46,25 +46,37 @@ pub fn enqueue(
     message_domain: &str,
     now: NaiveDateTime,
 ) -> Result<String, DbError> {
-    let id = super::new_id();
+    let row = new_row(kind, subscription_id, payload, message_domain, now);
     diesel::insert_into(outbox::table)
-        .values(OutboxRow {
-            id: id.clone(),
-            kind: kind.as_str().to_owned(),
-            subscription_id: subscription_id.map(str::to_owned),
-            payload: payload.to_string(),
-            message_id: format!("<{id}@{message_domain}>"),
-            state: "pending".to_owned(),
-            attempts: 0,
-            next_attempt_at: now,
-            lease_owner: None,
-            lease_until: None,
-            last_error: None,
-            created_at: now,
-            sent_at: None,
-        })
+        .values(&row)
         .execute(conn)?;
-    Ok(id)
+    Ok(row.id)
+}
+
+/// A row due now, not yet written (for multi-row inserts).
+pub fn new_row(
+    kind: OutboxKind,
+    subscription_id: Option<&str>,
+    payload: &serde_json::Value,
+    message_domain: &str,
+    now: NaiveDateTime,
+) -> OutboxRow {
+    let id = super::new_id();
+    OutboxRow {
+        message_id: format!("<{id}@{message_domain}>"),
+        id,
+        kind: kind.as_str().to_owned(),
+        subscription_id: subscription_id.map(str::to_owned),
+        payload: payload.to_string(),
+        state: "pending".to_owned(),
+        attempts: 0,
+        next_attempt_at: now,
+        lease_owner: None,
+        lease_until: None,
+        last_error: None,
+        created_at: now,
+        sent_at: None,
+    }
 }
 
 /// Claims up to `limit` due rows for `owner` until `lease_until`, counting

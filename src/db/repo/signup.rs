@@ -1,11 +1,13 @@
 //! Recording a sign-up: subscriber, subscription, consent event with its
 //! evidence, confirmation token and outbox row, in the caller's transaction.
 
+use std::collections::HashMap;
+
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 use serde_json::json;
 
-use crate::db::models::{ConfirmationTokenRow, SubscriberRow, SubscriptionRow};
+use crate::db::models::{ConfirmationTokenRow, OutboxRow, SubscriberRow, SubscriptionRow};
 use crate::db::repo::ledger::{self, NewEvent};
 use crate::db::repo::lists::{self, ConsentRef, ConsentVersion};
 use crate::db::repo::outbox::{self, OutboxKind};
@@ -15,6 +17,10 @@ use crate::domain::state::SignupTransition;
 use crate::domain::{ConfirmationToken, EmailAddress, PersonName, SubscriptionState};
 use crate::ledger::evidence::SealedEvidence;
 use crate::ledger::{ChainHead, EventKind, EventMethod};
+
+mod batch;
+
+pub use batch::{PendingSignup, record_batch};
 
 /// How the consent text of a sign-up was identified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,51 +90,100 @@ enum Gate {
     Refused,
 }
 
-fn confirmation_gate(
-    conn: &mut DbConnection,
-    email_hmac: &str,
-    budget: &ConfirmationBudget,
-    now: NaiveDateTime,
-) -> Result<Gate, DbError> {
-    use crate::db::schema::{outbox, refusals};
-    let refused = refusals::table
-        .filter(refusals::email_hmac.eq(email_hmac))
-        .filter(refusals::until.gt(now))
-        .count()
-        .get_result::<i64>(conn)?;
-    if refused > 0 {
-        return Ok(Gate::Refused);
+/// What decides whether confirmation emails may go to some addresses: their
+/// refusals and the confirmation emails queued for them lately, read once
+/// for a whole batch of sign-ups.
+#[derive(Debug, Default)]
+struct GateData {
+    /// Until when each address refused confirmation emails (the latest).
+    refused_until: HashMap<String, NaiveDateTime>,
+    /// When confirmation emails to each address were queued.
+    queued: HashMap<String, Vec<NaiveDateTime>>,
+}
+
+impl GateData {
+    /// Reads what `gate` needs for every sign-up at or after `oldest`.
+    fn load(
+        conn: &mut DbConnection,
+        email_hmacs: &[&str],
+        oldest: NaiveDateTime,
+    ) -> Result<Self, DbError> {
+        use crate::db::schema::{outbox, refusals};
+        let mut data = GateData::default();
+        let refusals: Vec<(String, NaiveDateTime)> = refusals::table
+            .filter(refusals::email_hmac.eq_any(email_hmacs))
+            .filter(refusals::until.gt(oldest))
+            .select((refusals::email_hmac, refusals::until))
+            .load(conn)?;
+        for (hmac, until) in refusals {
+            let latest = data.refused_until.entry(hmac).or_insert(until);
+            *latest = (*latest).max(until);
+        }
+        // Index look-ups one table at a time rather than one join: with a
+        // join, a planner without fresh statistics scans the whole outbox
+        // for every sign-up.
+        let people: HashMap<String, String> = subscribers::table
+            .filter(subscribers::email_hmac.eq_any(email_hmacs))
+            .select((subscribers::id, subscribers::email_hmac))
+            .load::<(String, String)>(conn)?
+            .into_iter()
+            .collect();
+        if people.is_empty() {
+            return Ok(data);
+        }
+        let ids: Vec<&str> = people.keys().map(String::as_str).collect();
+        let same_address: HashMap<String, String> = subscriptions::table
+            .filter(subscriptions::subscriber_id.eq_any(&ids))
+            .select((subscriptions::id, subscriptions::subscriber_id))
+            .load::<(String, String)>(conn)?
+            .into_iter()
+            .collect();
+        if same_address.is_empty() {
+            return Ok(data);
+        }
+        let subscription_ids: Vec<Option<&str>> =
+            same_address.keys().map(|id| Some(id.as_str())).collect();
+        let recent: Vec<(Option<String>, NaiveDateTime)> = outbox::table
+            .filter(outbox::subscription_id.eq_any(&subscription_ids))
+            .filter(outbox::kind.eq(OutboxKind::Confirmation.as_str()))
+            .filter(outbox::created_at.gt(oldest - Duration::hours(24)))
+            .select((outbox::subscription_id, outbox::created_at))
+            .load(conn)?;
+        for (subscription_id, created_at) in recent {
+            let hmac = subscription_id
+                .and_then(|id| same_address.get(&id))
+                .and_then(|person| people.get(person));
+            if let Some(hmac) = hmac {
+                data.queued
+                    .entry(hmac.clone())
+                    .or_default()
+                    .push(created_at);
+            }
+        }
+        Ok(data)
     }
-    // Three index look-ups rather than one join: with a join, a planner
-    // without fresh statistics scans the whole outbox for every sign-up.
-    let people: Vec<String> = subscribers::table
-        .filter(subscribers::email_hmac.eq(email_hmac))
-        .select(subscribers::id)
-        .load(conn)?;
-    if people.is_empty() {
-        return Ok(Gate::Send);
-    }
-    let same_address: Vec<Option<String>> = subscriptions::table
-        .filter(subscriptions::subscriber_id.eq_any(&people))
-        .select(subscriptions::id)
-        .load::<String>(conn)?
-        .into_iter()
-        .map(Some)
-        .collect();
-    if same_address.is_empty() {
-        return Ok(Gate::Send);
-    }
-    let recent: Vec<NaiveDateTime> = outbox::table
-        .filter(outbox::subscription_id.eq_any(&same_address))
-        .filter(outbox::kind.eq(OutboxKind::Confirmation.as_str()))
-        .filter(outbox::created_at.gt(now - Duration::hours(24)))
-        .select(outbox::created_at)
-        .load(conn)?;
-    let too_soon = recent.iter().any(|sent| *sent > now - budget.interval);
-    if too_soon || recent.len() >= budget.per_day as usize {
-        Ok(Gate::Throttled)
-    } else {
-        Ok(Gate::Send)
+
+    /// Whether a confirmation email may go to the address now.
+    fn gate(&self, email_hmac: &str, budget: &ConfirmationBudget, now: NaiveDateTime) -> Gate {
+        if self
+            .refused_until
+            .get(email_hmac)
+            .is_some_and(|until| *until > now)
+        {
+            return Gate::Refused;
+        }
+        let day_ago = now - Duration::hours(24);
+        let recent: Vec<&NaiveDateTime> = self
+            .queued
+            .get(email_hmac)
+            .map(|times| times.iter().filter(|t| **t > day_ago).collect())
+            .unwrap_or_default();
+        let too_soon = recent.iter().any(|sent| **sent > now - budget.interval);
+        if too_soon || recent.len() >= budget.per_day as usize {
+            Gate::Throttled
+        } else {
+            Gate::Send
+        }
     }
 }
 
@@ -187,17 +242,13 @@ pub fn record(
         None => {
             let id = super::new_id();
             diesel::insert_into(subscriptions::table)
-                .values(SubscriptionRow {
-                    id: id.clone(),
-                    subscriber_id: subscriber.id.clone(),
-                    list_id: input.list_id.clone(),
-                    state: SubscriptionState::Pending.as_str().to_owned(),
-                    consent_version_id: version.id.clone(),
-                    created_at: now,
-                    updated_at: now,
-                    confirmed_at: None,
-                    ended_at: None,
-                })
+                .values(pending_subscription(
+                    id.clone(),
+                    subscriber.id.clone(),
+                    input,
+                    &version,
+                    now,
+                ))
                 .execute(conn)?;
             id
         }
@@ -233,51 +284,33 @@ pub fn record(
         hash: subscriber.chain_head.clone(),
     };
     if input.double_opt_in {
-        let gate = confirmation_gate(conn, &input.email_hmac, &input.budget, now)?;
-        if gate != Gate::Send {
-            let mut event = requested_event(input, &version, &subscription_id, now);
-            let flag = if gate == Gate::Throttled {
-                "throttled"
-            } else {
-                "refused"
-            };
-            event.details[flag] = json!(true);
-            if let Some(details) = event.details.as_object_mut() {
-                details.remove("token_expires_at");
-            }
-            ledger::append(conn, &subscriber.id, &head, &[event])?;
-            return Ok(if gate == Gate::Throttled {
-                SignupOutcome::Throttled
-            } else {
-                SignupOutcome::Refused
-            });
-        }
-        let (_, event_ids) = ledger::append(
-            conn,
-            &subscriber.id,
-            &head,
-            &[requested_event(input, &version, &subscription_id, now)],
-        )?;
-        let request_event_id = event_ids.into_iter().next().unwrap_or_default();
-        diesel::insert_into(confirmation_tokens::table)
-            .values(ConfirmationTokenRow {
-                token_sha256: input.token.digest().as_str().to_owned(),
-                subscription_id: subscription_id.clone(),
-                request_event_id,
-                created_at: now,
-                expires_at: now + input.token_ttl,
-                used_at: None,
-            })
-            .execute(conn)?;
-        let outbox_id = outbox::enqueue(
-            conn,
-            OutboxKind::Confirmation,
-            Some(&subscription_id),
-            &json!({ "token": input.token.as_str() }),
-            &input.message_domain,
+        let gate = GateData::load(conn, &[&input.email_hmac], now)?.gate(
+            &input.email_hmac,
+            &input.budget,
             now,
-        )?;
-        Ok(SignupOutcome::ConfirmationQueued { outbox_id })
+        );
+        let event = gated_request_event(input, &version, &subscription_id, now, gate);
+        let (_, event_ids) = ledger::append(conn, &subscriber.id, &head, &[event])?;
+        let Some(request_event_id) = event_ids.into_iter().next() else {
+            return Err(DbError::Query(diesel::result::Error::NotFound).into());
+        };
+        match gate {
+            Gate::Throttled => Ok(SignupOutcome::Throttled),
+            Gate::Refused => Ok(SignupOutcome::Refused),
+            Gate::Send => {
+                let (token, outbox_row) =
+                    confirmation_rows(input, &subscription_id, request_event_id, now);
+                diesel::insert_into(confirmation_tokens::table)
+                    .values(&token)
+                    .execute(conn)?;
+                diesel::insert_into(crate::db::schema::outbox::table)
+                    .values(&outbox_row)
+                    .execute(conn)?;
+                Ok(SignupOutcome::ConfirmationQueued {
+                    outbox_id: outbox_row.id,
+                })
+            }
+        }
     } else {
         let confirmed = NewEvent {
             kind: EventKind::ConsentConfirmed,
@@ -311,6 +344,75 @@ pub fn record(
             )?;
         }
         Ok(SignupOutcome::ConfirmedWithoutOptIn)
+    }
+}
+
+/// The `consent_requested` event of a double-opt-in sign-up, marked when
+/// no confirmation email goes out (and then without a token expiry).
+fn gated_request_event<'a>(
+    input: &'a SignupInput,
+    version: &'a ConsentVersion,
+    subscription_id: &'a str,
+    now: NaiveDateTime,
+    gate: Gate,
+) -> NewEvent<'a> {
+    let mut event = requested_event(input, version, subscription_id, now);
+    let flag = match gate {
+        Gate::Send => return event,
+        Gate::Throttled => "throttled",
+        Gate::Refused => "refused",
+    };
+    event.details[flag] = json!(true);
+    if let Some(details) = event.details.as_object_mut() {
+        details.remove("token_expires_at");
+    }
+    event
+}
+
+/// The confirmation token (by digest) and the outbox row of the email
+/// that carries it.
+fn confirmation_rows(
+    input: &SignupInput,
+    subscription_id: &str,
+    request_event_id: String,
+    now: NaiveDateTime,
+) -> (ConfirmationTokenRow, OutboxRow) {
+    let token = ConfirmationTokenRow {
+        token_sha256: input.token.digest().as_str().to_owned(),
+        subscription_id: subscription_id.to_owned(),
+        request_event_id,
+        created_at: now,
+        expires_at: now + input.token_ttl,
+        used_at: None,
+    };
+    let outbox_row = outbox::new_row(
+        OutboxKind::Confirmation,
+        Some(subscription_id),
+        &json!({ "token": input.token.as_str() }),
+        &input.message_domain,
+        now,
+    );
+    (token, outbox_row)
+}
+
+/// A new subscription waiting for its confirmation.
+fn pending_subscription(
+    id: String,
+    subscriber_id: String,
+    input: &SignupInput,
+    version: &ConsentVersion,
+    now: NaiveDateTime,
+) -> SubscriptionRow {
+    SubscriptionRow {
+        id,
+        subscriber_id,
+        list_id: input.list_id.clone(),
+        state: SubscriptionState::Pending.as_str().to_owned(),
+        consent_version_id: version.id.clone(),
+        created_at: now,
+        updated_at: now,
+        confirmed_at: None,
+        ended_at: None,
     }
 }
 
