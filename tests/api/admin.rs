@@ -283,6 +283,17 @@ async fn dead_letters_are_listed_and_retried(backend: Backend) {
     // The relay quoted the address: it is masked before it is stored.
     assert!(!error.contains("zoe@example.org"), "{error}");
     let id = rows[0]["id"].as_str().unwrap();
+    // A dead confirmation email keeps no token in clear.
+    let payloads: Vec<String> = {
+        use assent::db::schema::outbox;
+        use diesel::prelude::*;
+        outbox::table
+            .filter(outbox::id.eq(id))
+            .select(outbox::payload)
+            .load(&mut app.db())
+            .unwrap()
+    };
+    assert_eq!(payloads, ["{}"]);
     let retried = app
         .admin(Method::POST, &format!("/admin/outbox/{id}/retry"), &key)
         .send()
@@ -291,6 +302,21 @@ async fn dead_letters_are_listed_and_retried(backend: Backend) {
     assert_eq!(retried.status(), 200);
     assert_eq!(app.dispatch_all_pending_emails().await, 1);
     assert_eq!(app.mails_to("zoe@example.org").len(), 1);
+    // The retried email carries a fresh token that confirms.
+    let link = app.local(app.confirmation_links("zoe@example.org").last().unwrap());
+    let confirmed = app
+        .client
+        .post(&link)
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    assert_eq!(
+        app.subscription_state("zoe@example.org", "newsletter")
+            .as_deref(),
+        Some("confirmed")
+    );
     let again = app
         .admin(Method::POST, &format!("/admin/outbox/{id}/retry"), &key)
         .send()

@@ -4,9 +4,10 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::db::models::OutboxRow;
-use crate::db::schema::outbox;
+use crate::db::models::{ConfirmationTokenRow, OutboxRow};
+use crate::db::schema::{confirmation_tokens, outbox};
 use crate::db::{DbConnection, DbError, write_transaction};
+use crate::domain::ConfirmationToken;
 
 /// What an outbox row delivers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +204,17 @@ pub fn mark_failed(
         outbox::lease_until.eq(None::<NaiveDateTime>),
     ))
     .execute(conn)?;
+    if dead {
+        // A confirmation token is kept in clear only while its email may
+        // still go out; a retry by an operator issues a fresh one.
+        diesel::update(
+            outbox::table
+                .filter(outbox::id.eq(id))
+                .filter(outbox::kind.eq(OutboxKind::Confirmation.as_str())),
+        )
+        .set(outbox::payload.eq("{}"))
+        .execute(conn)?;
+    }
     Ok(())
 }
 
@@ -259,22 +271,69 @@ pub fn next_due(conn: &mut DbConnection) -> Result<Option<NaiveDateTime>, DbErro
 }
 
 /// Puts a dead row back in the queue, due now, with a fresh attempt count.
-/// Returns false when the row does not exist or is not dead.
-pub fn retry_dead(conn: &mut DbConnection, id: &str, now: NaiveDateTime) -> Result<bool, DbError> {
-    let updated = diesel::update(
-        outbox::table
+/// A dead confirmation email lost its token, so it gets `fresh_token`
+/// (valid for `token_ttl`, for the same sign-up). Returns false when the
+/// row does not exist or is not dead.
+pub fn retry_dead(
+    conn: &mut DbConnection,
+    id: &str,
+    now: NaiveDateTime,
+    fresh_token: &ConfirmationToken,
+    token_ttl: chrono::Duration,
+) -> Result<bool, DbError> {
+    write_transaction(conn, |conn| {
+        let row = outbox::table
             .filter(outbox::id.eq(id))
-            .filter(outbox::state.eq("dead")),
-    )
-    .set((
-        outbox::state.eq("pending"),
-        outbox::attempts.eq(0),
-        outbox::next_attempt_at.eq(now),
-        outbox::lease_owner.eq(None::<String>),
-        outbox::lease_until.eq(None::<NaiveDateTime>),
-    ))
-    .execute(conn)?;
-    Ok(updated == 1)
+            .filter(outbox::state.eq("dead"))
+            .select(OutboxRow::as_select())
+            .first(conn)
+            .optional()?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let has_token = serde_json::from_str::<serde_json::Value>(&row.payload)
+            .ok()
+            .is_some_and(|p| p.get("token").is_some());
+        if row.kind == OutboxKind::Confirmation.as_str()
+            && !has_token
+            && let Some(subscription_id) = &row.subscription_id
+        {
+            let request_event_id: Option<String> = confirmation_tokens::table
+                .filter(confirmation_tokens::subscription_id.eq(subscription_id))
+                .order(confirmation_tokens::created_at.desc())
+                .select(confirmation_tokens::request_event_id)
+                .first(conn)
+                .optional()?;
+            if let Some(request_event_id) = request_event_id {
+                diesel::insert_into(confirmation_tokens::table)
+                    .values(ConfirmationTokenRow {
+                        token_sha256: fresh_token.digest().as_str().to_owned(),
+                        subscription_id: subscription_id.clone(),
+                        request_event_id,
+                        created_at: now,
+                        expires_at: now + token_ttl,
+                        used_at: None,
+                    })
+                    .execute(conn)?;
+                diesel::update(outbox::table.filter(outbox::id.eq(id)))
+                    .set(
+                        outbox::payload
+                            .eq(serde_json::json!({ "token": fresh_token.as_str() }).to_string()),
+                    )
+                    .execute(conn)?;
+            }
+        }
+        diesel::update(outbox::table.filter(outbox::id.eq(id)))
+            .set((
+                outbox::state.eq("pending"),
+                outbox::attempts.eq(0),
+                outbox::next_attempt_at.eq(now),
+                outbox::lease_owner.eq(None::<String>),
+                outbox::lease_until.eq(None::<NaiveDateTime>),
+            ))
+            .execute(conn)?;
+        Ok(true)
+    })
 }
 
 /// Outbox gauges: (pending, due now, oldest due time, dead).

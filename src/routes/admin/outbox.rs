@@ -75,8 +75,10 @@ pub async fn retry(
     let now = naive(ctx.clock.now());
     let id = id.into_inner();
     let row_id = id.clone();
+    let fresh_token = crate::domain::ConfirmationToken::generate();
+    let token_ttl = chrono::Duration::hours(ctx.settings.tokens.confirmation_ttl_hours as i64);
     let retried = with_conn(&ctx, Format::Json, move |conn| {
-        repo::retry_dead(conn, &row_id, now)
+        repo::retry_dead(conn, &row_id, now, &fresh_token, token_ttl)
     })
     .await?;
     if !retried {
