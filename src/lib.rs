@@ -21,3 +21,4 @@ pub mod routes;
 pub mod startup;
 pub mod telemetry;
 pub mod tokens;
+pub mod webhooks;
