@@ -239,6 +239,7 @@ fn fill(ctx: &assent::context::SharedContext, rows: usize) {
                             interval: chrono::Duration::minutes(10),
                             per_day: 3,
                         },
+                        webhooks: std::sync::Arc::clone(&ctx.webhooks),
                     },
                     now,
                 }

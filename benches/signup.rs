@@ -444,6 +444,7 @@ fn run_direct(
                             interval: chrono::Duration::minutes(10),
                             per_day: 3,
                         },
+                        webhooks: std::sync::Arc::clone(&ctx.webhooks),
                     };
                     let now = naive(ctx.clock.now());
                     retry(|| write_transaction(&mut conn, |c| signup::record(c, &input, now)))

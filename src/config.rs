@@ -13,7 +13,10 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::db::DbUrl;
-use crate::domain::{ConsentText, LanguageTag, ListSlug};
+use crate::domain::{ConsentText, LanguageTag, ListSlug, WebhookEndpoint};
+
+mod webhooks;
+pub use webhooks::{ListWebhookSettings, WebhookDelivery, WebhookSettings};
 
 /// The consent text of the built-in example list.
 pub const EXAMPLE_CONSENT_TEXT: &str = "I consent to the transfer and validation of my email address in conjunction with this email service, and I understand that I may withdraw my consent and unsubscribe at any time.";
@@ -35,6 +38,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "metrics",
     "templates_dir",
     "dkim",
+    "webhooks",
     "lists",
 ];
 
@@ -73,6 +77,9 @@ pub struct Settings {
     /// DKIM signing of every message (optional).
     #[serde(default)]
     pub dkim: Option<DkimSettings>,
+    /// How webhooks are delivered (the endpoints are set per list).
+    #[serde(default)]
+    pub webhooks: WebhookSettings,
     /// A folder of template overrides: `NAME` for every list, `SLUG/NAME`
     /// for one list (see docs/configuration.md).
     #[serde(default)]
@@ -360,6 +367,10 @@ pub struct ListSettings {
     pub retention: String,
     /// The consent texts; the one marked `current` (else the last) is shown.
     pub consent_texts: Vec<ConsentTextSettings>,
+    /// Endpoints told when a subscription is confirmed or ends, consent is
+    /// withdrawn or a person erased (none by default).
+    #[serde(default)]
+    pub webhooks: Vec<ListWebhookSettings>,
 }
 
 /// Subject lines a list may set.
@@ -565,6 +576,7 @@ impl Settings {
             metrics: self.metrics.clone(),
             templates_dir: self.templates_dir.clone(),
             dkim: self.dkim.as_ref().map(validate_dkim).transpose()?,
+            webhooks: self.webhooks.validate()?,
             bind,
             base_url,
             database_url,
@@ -607,6 +619,7 @@ fn example_list() -> ListSettings {
             language: None,
             current: true,
         }],
+        webhooks: Vec::new(),
     }
 }
 
@@ -798,6 +811,7 @@ fn validate_list(index: usize, list: &ListSettings) -> Result<ValidList, ConfigE
         retention: list.retention.clone(),
         consent_texts: texts,
         current_text: current,
+        webhooks: webhooks::validate_list(index, &list.webhooks)?,
     })
 }
 
@@ -883,6 +897,8 @@ pub struct ValidList {
     pub consent_texts: Vec<(ConsentText, LanguageTag)>,
     /// Index into `consent_texts`.
     pub current_text: usize,
+    /// Its webhook endpoints (may be empty).
+    pub webhooks: Vec<WebhookEndpoint>,
 }
 
 /// Settings the service runs on.
@@ -896,6 +912,8 @@ pub struct ValidSettings {
     pub templates_dir: Option<PathBuf>,
     /// The DKIM signer, when configured.
     pub dkim: Option<crate::mail::dkim::Dkim>,
+    /// How webhooks are delivered.
+    pub webhooks: WebhookDelivery,
     pub base_url: Url,
     pub database_url: DbUrl,
     pub mail_url: MailUrl,

@@ -54,6 +54,12 @@ pub struct AppContext {
     pub link_keys: crate::tokens::LinkKeys,
     /// Wakes the outbox worker when a row is enqueued.
     pub outbox_wake: Notify,
+    /// Every list's webhook endpoints.
+    pub webhooks: Arc<crate::webhooks::WebhookDirectory>,
+    /// Delivers webhooks.
+    pub webhook_client: crate::webhooks::WebhookClient,
+    /// Wakes the webhook worker when a notice is enqueued.
+    pub webhook_wake: Notify,
     /// Names this process in outbox leases.
     pub instance_id: String,
     /// Sign-ups per client IP.

@@ -22,3 +22,4 @@ pub mod signup_writer;
 pub mod startup;
 pub mod telemetry;
 pub mod tokens;
+pub mod webhooks;

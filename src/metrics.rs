@@ -71,6 +71,9 @@ pub struct Metrics {
     pub send_attempts: AtomicU64,
     pub send_failures_transient: AtomicU64,
     pub send_failures_permanent: AtomicU64,
+    pub webhook_attempts: AtomicU64,
+    pub webhook_failures_transient: AtomicU64,
+    pub webhook_failures_permanent: AtomicU64,
     http: Mutex<BTreeMap<String, Histogram>>,
     unsubscribe_effect: Mutex<Histogram>,
 }
@@ -183,6 +186,21 @@ impl Metrics {
             &[
                 ("class=\"transient\"", &self.send_failures_transient),
                 ("class=\"permanent\"", &self.send_failures_permanent),
+            ],
+        );
+        counter(
+            &mut out,
+            "assent_webhook_attempts_total",
+            "Webhook delivery attempts.",
+            &[("", &self.webhook_attempts)],
+        );
+        counter(
+            &mut out,
+            "assent_webhook_failures_total",
+            "Failed webhook deliveries: transient (5xx, 408, 429, timeout, connection) or permanent (other statuses).",
+            &[
+                ("class=\"transient\"", &self.webhook_failures_transient),
+                ("class=\"permanent\"", &self.webhook_failures_permanent),
             ],
         );
         let gauge = |out: &mut String, name: &str, help: &str, value: String| {

@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::config::ValidList;
 use crate::db::repo::lists::{self, ConsentVersion};
 use crate::db::{DbConnection, DbError, retry, write_transaction};
+use crate::webhooks::{ListWebhooks, WebhookDirectory};
 
 /// One list with its database id and current consent version.
 #[derive(Debug, Clone)]
@@ -52,6 +53,16 @@ impl ListRegistry {
     /// Every list, in configuration order.
     pub fn all(&self) -> &[Arc<ListEntry>] {
         &self.order
+    }
+
+    /// The lists' webhook endpoints by list id, as the database layer and
+    /// the webhook worker look them up.
+    pub fn webhook_directory(&self) -> WebhookDirectory {
+        WebhookDirectory::new(self.order.iter().map(|list| ListWebhooks {
+            list_id: list.id.clone(),
+            slug: list.slug().to_owned(),
+            endpoints: list.settings.webhooks.clone(),
+        }))
     }
 }
 

@@ -96,6 +96,12 @@ pub fn build_context(
         settings.abuse.rate_limit_per_minute,
         settings.abuse.rate_limit_burst,
     );
+    let webhooks = Arc::new(lists.webhook_directory());
+    let webhook_client = crate::webhooks::WebhookClient::new(
+        settings.webhooks.timeout,
+        settings.webhooks.proxy.as_ref(),
+    )
+    .context("building the webhook client")?;
     let subject_key = ServerKey::new(subject_key);
     let pow =
         crate::pow::ProofOfWork::new(subject_key.mac_hex("proof-of-work key", b"").into_bytes());
@@ -113,6 +119,9 @@ pub fn build_context(
         subject_key,
         link_keys,
         outbox_wake: Notify::new(),
+        webhooks,
+        webhook_client,
+        webhook_wake: Notify::new(),
         instance_id: format!("{}-{}", hostname_hint(), uuid::Uuid::new_v4()),
         rate_limiter,
         metrics: crate::metrics::Metrics::default(),
@@ -243,17 +252,28 @@ impl Application {
 
     /// Serves until the server stops (SIGTERM: stop accepting, let in-flight
     /// requests finish within `http.shutdown_grace_secs`; SIGINT and SIGQUIT
-    /// stop at once), running the outbox worker beside it when enabled.
+    /// stop at once), running the outbox workers beside it when enabled:
+    /// one for mail and one for webhooks, so a slow receiver never holds up
+    /// an email.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let (stop_worker, stopped) = watch::channel(false);
-        let worker =
-            self.context.settings.outbox.worker.then(|| {
-                tokio::spawn(crate::mail::worker::run(Arc::clone(&self.context), stopped))
-            });
+        let workers = self.context.settings.outbox.worker.then(|| {
+            (
+                tokio::spawn(crate::mail::worker::run(
+                    Arc::clone(&self.context),
+                    stopped.clone(),
+                )),
+                tokio::spawn(crate::webhooks::worker::run(
+                    Arc::clone(&self.context),
+                    stopped,
+                )),
+            )
+        });
         let result = self.server.await;
         let _ = stop_worker.send(true);
-        if let Some(worker) = worker {
-            let _ = worker.await;
+        if let Some((mail, webhooks)) = workers {
+            let _ = mail.await;
+            let _ = webhooks.await;
         }
         result
     }

@@ -8,6 +8,7 @@ pub mod list_slug;
 pub mod person_name;
 pub mod state;
 pub mod token;
+pub mod webhook;
 
 pub use consent::{ConsentHash, ConsentText, LanguageTag};
 pub use email::EmailAddress;
@@ -15,3 +16,4 @@ pub use list_slug::ListSlug;
 pub use person_name::PersonName;
 pub use state::SubscriptionState;
 pub use token::{ConfirmationToken, TokenDigest};
+pub use webhook::{WebhookEndpoint, WebhookEventType, WebhookSecret, WebhookUrl};

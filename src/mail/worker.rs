@@ -30,6 +30,13 @@ pub enum WorkerError {
     Blocking,
 }
 
+/// The mail kinds of outbox rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MailKind {
+    Confirmation,
+    Welcome,
+}
+
 /// A claimed row, ready to send or to be settled without sending.
 enum Prepared {
     Send {
@@ -68,7 +75,7 @@ pub async fn run(ctx: SharedContext, mut shutdown: watch::Receiver<bool>) {
     let owner = ctx.instance_id.clone();
     let released = spawn_blocking_in_span(move || {
         let mut conn = pool.get().map_err(DbError::from)?;
-        outbox::release_leases(&mut conn, &owner)
+        outbox::release_leases(&mut conn, &owner, &OutboxKind::MAIL)
     })
     .await;
     match released {
@@ -90,8 +97,16 @@ pub async fn dispatch_due(ctx: &SharedContext) -> Result<usize, WorkerError> {
     let owner = ctx.instance_id.clone();
     let claimed = spawn_blocking_in_span(move || {
         let mut conn = pool.get().map_err(DbError::from)?;
-        let rows =
-            retry(|| outbox::claim_due(&mut conn, &owner, naive(now), naive(now + lease), limit))?;
+        let rows = retry(|| {
+            outbox::claim_due(
+                &mut conn,
+                &owner,
+                naive(now),
+                naive(now + lease),
+                limit,
+                &OutboxKind::MAIL,
+            )
+        })?;
         let mut contexts = Vec::with_capacity(rows.len());
         for row in rows {
             let context = match &row.subscription_id {
@@ -131,9 +146,15 @@ fn prepare(
     row: OutboxRow,
     context: Option<ConfirmationMailContext>,
 ) -> Prepared {
-    let Some(kind) = OutboxKind::parse(&row.kind) else {
-        let error = format!("unknown outbox kind {:?}", row.kind);
-        return Prepared::Fail { row, error };
+    let kind = match OutboxKind::parse(&row.kind) {
+        Some(OutboxKind::Confirmation) => MailKind::Confirmation,
+        Some(OutboxKind::Welcome) => MailKind::Welcome,
+        // Webhook rows are the webhook worker's; claim_due never hands
+        // them here.
+        Some(OutboxKind::Webhook(_)) | None => {
+            let error = format!("not a mail kind: {:?}", row.kind);
+            return Prepared::Fail { row, error };
+        }
     };
     let Some(context) = context else {
         return Prepared::Fail {
@@ -148,8 +169,8 @@ fn prepare(
         };
     };
     let wanted_state = match kind {
-        OutboxKind::Confirmation => SubscriptionState::Pending,
-        OutboxKind::Welcome => SubscriptionState::Confirmed,
+        MailKind::Confirmation => SubscriptionState::Pending,
+        MailKind::Welcome => SubscriptionState::Confirmed,
     };
     if context.state != wanted_state {
         return Prepared::Cancel {
@@ -170,7 +191,7 @@ fn prepare(
         };
     };
     let built = match kind {
-        OutboxKind::Confirmation => {
+        MailKind::Confirmation => {
             let token = serde_json::from_str::<serde_json::Value>(&row.payload)
                 .ok()
                 .and_then(|v| v.get("token").and_then(|t| t.as_str()).map(str::to_owned));
@@ -194,7 +215,7 @@ fn prepare(
                 ttl_days,
             )
         }
-        OutboxKind::Welcome => {
+        MailKind::Welcome => {
             let token = ctx.link_keys.mint(Purpose::Leave, subscription_id);
             let url = ctx.settings.public_url(&format!("unsubscribe/{token}"));
             message::welcome(&ctx.templates, list, &email, &url, &row.message_id)

@@ -222,11 +222,12 @@ pub async fn confirm(
             .filter(|l| l.settings.welcome)
             .map(|l| crate::mail::message::list_domain(l))
     };
+    let webhooks = std::sync::Arc::clone(&ctx.webhooks);
     let outcome = spawn_blocking_in_span(move || {
         let mut conn = pool.get().map_err(DbError::from)?;
         retry(|| {
             write_transaction(&mut conn, |conn| {
-                repo::confirm(conn, &digest, &evidence, &welcome_for, now)
+                repo::confirm(conn, &digest, &evidence, &welcome_for, &webhooks, now)
             })
         })
     })
@@ -241,6 +242,7 @@ pub async fn confirm(
             tracing::info!(subscription_id = %subscription_id, "subscription confirmed");
             crate::metrics::Metrics::incr(&ctx.metrics.confirmations);
             ctx.outbox_wake.notify_one();
+            ctx.webhook_wake.notify_one();
             match ctx.lists.by_id(&list_id) {
                 Some(list) => success(&ctx, list, format, true),
                 None => Ok(HttpResponse::Ok().json(json!({ "status": "confirmed" }))),

@@ -174,11 +174,19 @@ pub async fn unsubscribe(
     let evidence = request::evidence(&req, &ctx.settings.trusted_proxies, None).seal();
     let now = naive(ctx.clock.now());
     let pool = ctx.pool.clone();
+    let webhooks = std::sync::Arc::clone(&ctx.webhooks);
     let outcome = spawn_blocking_in_span(move || {
         let mut conn = pool.get().map_err(DbError::from)?;
         retry(|| {
             write_transaction(&mut conn, |conn| {
-                leave::unsubscribe(conn, &subscription_id, method, Some(&evidence), now)
+                leave::unsubscribe(
+                    conn,
+                    &subscription_id,
+                    method,
+                    Some(&evidence),
+                    &webhooks,
+                    now,
+                )
             })
         })
     })
@@ -189,6 +197,7 @@ pub async fn unsubscribe(
         UnsubscribeOutcome::Unknown => return Err(not_found(format)),
         UnsubscribeOutcome::Unsubscribed { list_id } => {
             tracing::info!(method = method.as_str(), "unsubscribed");
+            ctx.webhook_wake.notify_one();
             ctx.metrics
                 .observe_unsubscribe(received.elapsed().as_secs_f64());
             Metrics::incr(if method == EventMethod::OneClick {
@@ -237,6 +246,7 @@ pub async fn withdraw(
     let now = naive(ctx.clock.now());
     let pool = ctx.pool.clone();
     let subscriber_id = view.subscription.subscriber_id.clone();
+    let webhooks = std::sync::Arc::clone(&ctx.webhooks);
     let outcome: WithdrawOutcome = spawn_blocking_in_span(move || {
         let mut conn = pool.get().map_err(DbError::from)?;
         retry(|| {
@@ -247,6 +257,7 @@ pub async fn withdraw(
                     EventMethod::Page,
                     Some(&evidence),
                     erase,
+                    &webhooks,
                     now,
                 )
             })
@@ -262,6 +273,9 @@ pub async fn withdraw(
     );
     if outcome.withdrawn > 0 {
         Metrics::incr(&ctx.metrics.withdrawals);
+    }
+    if outcome.withdrawn > 0 || outcome.erased {
+        ctx.webhook_wake.notify_one();
     }
     if outcome.erased {
         Metrics::incr(&ctx.metrics.erasures);

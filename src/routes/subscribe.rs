@@ -418,6 +418,7 @@ pub async fn subscribe(
             ),
             per_day: ctx.settings.abuse.confirmations_per_day,
         },
+        webhooks: std::sync::Arc::clone(&ctx.webhooks),
     };
     let consent_source = input.consent_source;
     let masked = input.email.masked();
@@ -426,8 +427,13 @@ pub async fn subscribe(
     match outcome {
         Ok(outcome) => {
             let counter = match outcome {
-                SignupOutcome::ConfirmationQueued { .. } | SignupOutcome::ConfirmedWithoutOptIn => {
+                SignupOutcome::ConfirmationQueued { .. } => {
                     ctx.outbox_wake.notify_one();
+                    &ctx.metrics.signups_accepted
+                }
+                SignupOutcome::ConfirmedWithoutOptIn => {
+                    ctx.outbox_wake.notify_one();
+                    ctx.webhook_wake.notify_one();
                     &ctx.metrics.signups_accepted
                 }
                 SignupOutcome::AlreadyConfirmed => &ctx.metrics.signups_already_confirmed,

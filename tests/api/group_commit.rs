@@ -44,6 +44,7 @@ fn pending(app: &TestApp, list: &str, email: &str, consent: Option<ConsentRef>) 
                 interval: chrono::Duration::minutes(10),
                 per_day: 3,
             },
+            webhooks: std::sync::Arc::clone(&ctx.webhooks),
         },
         now: naive(ctx.clock.now()),
     }

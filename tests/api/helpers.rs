@@ -621,3 +621,21 @@ impl TestApp {
         assert_eq!(response.status(), 200);
     }
 }
+
+impl TestApp {
+    /// Runs the webhook worker until nothing is due (the clock decides what
+    /// is due, as for mail).
+    pub async fn dispatch_all_pending_webhooks(&self) -> usize {
+        let mut total = 0;
+        for _ in 0..100 {
+            let n = assent::webhooks::worker::dispatch_due(&self.context)
+                .await
+                .expect("webhook pass");
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        total
+    }
+}

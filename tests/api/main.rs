@@ -3,6 +3,7 @@
 
 mod helpers;
 mod smtp_server;
+mod webhook_receiver;
 
 mod abuse;
 mod admin;
@@ -16,3 +17,4 @@ mod ledger;
 mod outbox;
 mod signup;
 mod templates;
+mod webhooks;

@@ -6,11 +6,13 @@ use serde_json::json;
 
 use crate::db::models::{ConfirmationTokenRow, ConsentEventRow, SubscriptionRow};
 use crate::db::repo::ledger::{self, NewEvent};
+use crate::db::repo::webhooks::{self, SubscriptionRef};
 use crate::db::schema::{confirmation_tokens, consent_events, subscriptions};
 use crate::db::{DbConnection, DbError};
-use crate::domain::{SubscriptionState, TokenDigest};
+use crate::domain::{SubscriptionState, TokenDigest, WebhookEventType};
 use crate::ledger::evidence::SealedEvidence;
 use crate::ledger::{EventKind, EventMethod};
+use crate::webhooks::WebhookDirectory;
 
 /// What a confirmation link points at.
 #[derive(Debug, Clone)]
@@ -120,13 +122,15 @@ pub fn inspect(
 /// evidence. Runs inside the caller's write transaction.
 ///
 /// `welcome_for` names, for a list id, the Message-ID domain of its welcome
-/// email, or `None` when the list sends none; the welcome email is enqueued
-/// in the same transaction.
+/// email, or `None` when the list sends none; the welcome email, and the
+/// `subscription.confirmed` webhooks of the list, are enqueued in the same
+/// transaction.
 pub fn confirm(
     conn: &mut DbConnection,
     digest: &TokenDigest,
     evidence: &SealedEvidence,
     welcome_for: &dyn Fn(&str) -> Option<String>,
+    webhooks: &WebhookDirectory,
     now: NaiveDateTime,
 ) -> Result<ConfirmOutcome, DbError> {
     let Some((token, subscription, request)) = load(conn, digest)? else {
@@ -184,6 +188,18 @@ pub fn confirm(
             evidence_sha256: Some(&evidence.sha256),
             details: json!({ "request_event_id": request.id }),
         }],
+    )?;
+    webhooks::enqueue_subscription_event(
+        conn,
+        webhooks,
+        WebhookEventType::SubscriptionConfirmed,
+        SubscriptionRef {
+            subscription_id: &subscription.id,
+            subscriber_id: &subscription.subscriber_id,
+            list_id: &subscription.list_id,
+        },
+        EventMethod::ConfirmationPage,
+        now,
     )?;
     if let Some(domain) = welcome_for(&subscription.list_id) {
         crate::db::repo::outbox::enqueue(

@@ -7,11 +7,14 @@ use serde_json::json;
 
 use crate::db::models::SubscriptionRow;
 use crate::db::repo::ledger::{self, NewEvent};
+use crate::db::repo::outbox::OutboxKind;
+use crate::db::repo::webhooks::{self, SubscriptionRef};
 use crate::db::schema::{consent_events, evidence, outbox, subscribers, subscriptions};
 use crate::db::{DbConnection, DbError};
-use crate::domain::SubscriptionState;
+use crate::domain::{SubscriptionState, WebhookEventType};
 use crate::ledger::evidence::SealedEvidence;
 use crate::ledger::{ChainHead, EventKind, EventMethod};
+use crate::webhooks::WebhookDirectory;
 
 /// What an unsubscribe did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +93,7 @@ pub fn unsubscribe(
     subscription_id: &str,
     method: EventMethod,
     evidence: Option<&SealedEvidence>,
+    hooks: &WebhookDirectory,
     now: NaiveDateTime,
 ) -> Result<UnsubscribeOutcome, DbError> {
     let Some(view) = view(conn, subscription_id)? else {
@@ -138,17 +142,32 @@ pub fn unsubscribe(
             }),
         }],
     )?;
+    webhooks::enqueue_subscription_event(
+        conn,
+        hooks,
+        WebhookEventType::SubscriptionUnsubscribed,
+        SubscriptionRef {
+            subscription_id,
+            subscriber_id,
+            list_id: &list_id,
+        },
+        method,
+        now,
+    )?;
     Ok(UnsubscribeOutcome::Unsubscribed { list_id })
 }
 
 /// Withdraws consent on every list of the subscriber, and with `erase`
-/// removes their personal data.
+/// removes their personal data. The lists' webhooks get `consent.withdrawn`
+/// (with the address, enqueued before it is erased) and `subject.erased`
+/// (without it).
 pub fn withdraw(
     conn: &mut DbConnection,
     subscriber_id: &str,
     method: EventMethod,
     evidence: Option<&SealedEvidence>,
     erase: bool,
+    hooks: &WebhookDirectory,
     now: NaiveDateTime,
 ) -> Result<WithdrawOutcome, DbError> {
     let erased_at = subscribers::table
@@ -216,7 +235,22 @@ pub fn withdraw(
         let head: ChainHead = ledger::head(conn, subscriber_id)?;
         ledger::append(conn, subscriber_id, &head, &events)?;
     }
+    for subscription in &active {
+        webhooks::enqueue_subscription_event(
+            conn,
+            hooks,
+            WebhookEventType::ConsentWithdrawn,
+            SubscriptionRef {
+                subscription_id: &subscription.id,
+                subscriber_id,
+                list_id: &subscription.list_id,
+            },
+            method,
+            now,
+        )?;
+    }
     if erasing {
+        webhooks::enqueue_erasure(conn, hooks, subscriber_id, method, now)?;
         erase_personal_data(conn, subscriber_id, now)?;
     }
     Ok(WithdrawOutcome {
@@ -254,20 +288,29 @@ fn erase_personal_data(
         .into_iter()
         .map(Some)
         .collect();
-    // Outbox rows may hold a token, and an SMTP error text may quote the
+    // Mail rows may hold a token, and an SMTP error text may quote the
     // address: both go.
+    let mail_kinds = OutboxKind::MAIL.map(OutboxKind::as_str);
     diesel::update(
         outbox::table
             .filter(outbox::subscription_id.eq_any(&their_subscriptions))
+            .filter(outbox::kind.eq_any(mail_kinds))
             .filter(outbox::state.eq("pending")),
     )
     .set(outbox::state.eq("cancelled"))
     .execute(conn)?;
-    diesel::update(outbox::table.filter(outbox::subscription_id.eq_any(&their_subscriptions)))
-        .set((
-            outbox::payload.eq("{}"),
-            outbox::last_error.eq(None::<String>),
-        ))
-        .execute(conn)?;
+    diesel::update(
+        outbox::table
+            .filter(outbox::subscription_id.eq_any(&their_subscriptions))
+            .filter(outbox::kind.eq_any(mail_kinds)),
+    )
+    .set((
+        outbox::payload.eq("{}"),
+        outbox::last_error.eq(None::<String>),
+    ))
+    .execute(conn)?;
+    // Webhook notices that tell receivers to stop mailing the person keep
+    // the address until delivered; confirmations go.
+    webhooks::cancel_undelivered_confirmations(conn, &their_subscriptions, "subscriber erased")?;
     Ok(())
 }

@@ -11,6 +11,7 @@ pub mod refusal;
 pub mod secrets;
 pub mod signup;
 pub mod subjects;
+pub mod webhooks;
 
 /// A new time-ordered id (UUIDv7) as stored.
 pub fn new_id() -> String {

@@ -1,5 +1,6 @@
-//! The outbox: mail (and later webhooks) enqueued in the same transaction
-//! as the business rows, claimed under a lease, never dropped.
+//! The outbox: mail and webhooks enqueued in the same transaction as the
+//! business rows, claimed under a lease by the worker for their kind, never
+//! dropped.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -7,7 +8,7 @@ use diesel::prelude::*;
 use crate::db::models::{ConfirmationTokenRow, OutboxRow};
 use crate::db::schema::{confirmation_tokens, outbox};
 use crate::db::{DbConnection, DbError, write_transaction};
-use crate::domain::ConfirmationToken;
+use crate::domain::{ConfirmationToken, WebhookEventType};
 
 /// What an outbox row delivers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,14 +17,35 @@ pub enum OutboxKind {
     Confirmation,
     /// The first email after confirming, with the unsubscribe headers.
     Welcome,
+    /// A webhook notice to one endpoint.
+    Webhook(WebhookEventType),
 }
 
 impl OutboxKind {
+    /// The kinds the mail worker delivers.
+    pub const MAIL: [OutboxKind; 2] = [OutboxKind::Confirmation, OutboxKind::Welcome];
+
+    /// The kinds the webhook worker delivers.
+    pub const WEBHOOKS: [OutboxKind; 4] = [
+        OutboxKind::Webhook(WebhookEventType::SubscriptionConfirmed),
+        OutboxKind::Webhook(WebhookEventType::SubscriptionUnsubscribed),
+        OutboxKind::Webhook(WebhookEventType::ConsentWithdrawn),
+        OutboxKind::Webhook(WebhookEventType::SubjectErased),
+    ];
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
             OutboxKind::Confirmation => "confirmation",
             OutboxKind::Welcome => "welcome",
+            OutboxKind::Webhook(WebhookEventType::SubscriptionConfirmed) => {
+                "webhook:subscription.confirmed"
+            }
+            OutboxKind::Webhook(WebhookEventType::SubscriptionUnsubscribed) => {
+                "webhook:subscription.unsubscribed"
+            }
+            OutboxKind::Webhook(WebhookEventType::ConsentWithdrawn) => "webhook:consent.withdrawn",
+            OutboxKind::Webhook(WebhookEventType::SubjectErased) => "webhook:subject.erased",
         }
     }
 
@@ -32,9 +54,13 @@ impl OutboxKind {
         match value {
             "confirmation" => Some(OutboxKind::Confirmation),
             "welcome" => Some(OutboxKind::Welcome),
-            _ => None,
+            other => Self::WEBHOOKS.into_iter().find(|k| k.as_str() == other),
         }
     }
+}
+
+fn names(kinds: &[OutboxKind]) -> Vec<&'static str> {
+    kinds.iter().map(|k| k.as_str()).collect()
 }
 
 /// Adds a row due now. The Message-ID derives from the row id, so a retry
@@ -80,21 +106,56 @@ pub fn new_row(
     }
 }
 
-/// Claims up to `limit` due rows for `owner` until `lease_until`, counting
-/// the attempt now (so a crash mid-send still counts). On PostgreSQL the
-/// rows are picked with `FOR UPDATE SKIP LOCKED`: several instances never
-/// claim the same row.
+/// Adds a webhook row due now. Its id is also its `message_id` and the
+/// `webhook-id` header: the same on every retry, so receivers can drop
+/// duplicates.
+pub fn enqueue_webhook(
+    conn: &mut DbConnection,
+    event: WebhookEventType,
+    subscription_id: Option<&str>,
+    payload: String,
+    now: NaiveDateTime,
+) -> Result<String, DbError> {
+    let id = super::new_id();
+    diesel::insert_into(outbox::table)
+        .values(OutboxRow {
+            id: id.clone(),
+            kind: OutboxKind::Webhook(event).as_str().to_owned(),
+            subscription_id: subscription_id.map(str::to_owned),
+            payload,
+            message_id: id.clone(),
+            state: "pending".to_owned(),
+            attempts: 0,
+            next_attempt_at: now,
+            lease_owner: None,
+            lease_until: None,
+            last_error: None,
+            created_at: now,
+            sent_at: None,
+        })
+        .execute(conn)?;
+    Ok(id)
+}
+
+/// Claims up to `limit` due rows of the given kinds for `owner` until
+/// `lease_until`, counting the attempt now (so a crash mid-send still
+/// counts). On PostgreSQL the rows are picked with `FOR UPDATE SKIP
+/// LOCKED`: several instances never claim the same row. The mail and the
+/// webhook workers claim disjoint kinds, so neither waits for the other.
 pub fn claim_due(
     conn: &mut DbConnection,
     owner: &str,
     now: NaiveDateTime,
     lease_until: NaiveDateTime,
     limit: i64,
+    kinds: &[OutboxKind],
 ) -> Result<Vec<OutboxRow>, DbError> {
+    let kinds = names(kinds);
     let ids: Vec<String> = match conn {
         DbConnection::Postgres(pg) => pg.transaction(|pg| {
             let ids: Vec<String> = outbox::table
                 .filter(outbox::state.eq("pending"))
+                .filter(outbox::kind.eq_any(&kinds))
                 .filter(outbox::next_attempt_at.le(now))
                 .filter(
                     outbox::lease_until
@@ -119,6 +180,7 @@ pub fn claim_due(
         DbConnection::Sqlite(_) => write_transaction(conn, |conn| {
             let ids: Vec<String> = outbox::table
                 .filter(outbox::state.eq("pending"))
+                .filter(outbox::kind.eq_any(&kinds))
                 .filter(outbox::next_attempt_at.le(now))
                 .filter(
                     outbox::lease_until
@@ -233,12 +295,18 @@ pub fn cancel(conn: &mut DbConnection, id: &str, reason: &str) -> Result<(), DbE
     Ok(())
 }
 
-/// Gives back every lease `owner` holds (a stopping worker), so other
-/// instances need not wait for the leases to expire.
-pub fn release_leases(conn: &mut DbConnection, owner: &str) -> Result<usize, DbError> {
+/// Gives back every lease `owner` holds on rows of the given kinds (a
+/// stopping worker), so other instances need not wait for the leases to
+/// expire; the other worker's rows are left alone.
+pub fn release_leases(
+    conn: &mut DbConnection,
+    owner: &str,
+    kinds: &[OutboxKind],
+) -> Result<usize, DbError> {
     Ok(diesel::update(
         outbox::table
             .filter(outbox::lease_owner.eq(owner))
+            .filter(outbox::kind.eq_any(names(kinds)))
             .filter(outbox::state.eq("pending")),
     )
     .set((
@@ -359,4 +427,22 @@ pub fn gauges(
         .count()
         .get_result::<i64>(conn)?;
     Ok((pending, due_count, oldest, dead))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OutboxKind;
+
+    #[test]
+    fn kinds_round_trip_and_the_workers_share_none() {
+        for kind in OutboxKind::MAIL.into_iter().chain(OutboxKind::WEBHOOKS) {
+            assert_eq!(OutboxKind::parse(kind.as_str()), Some(kind));
+        }
+        assert!(
+            OutboxKind::MAIL
+                .iter()
+                .all(|k| !OutboxKind::WEBHOOKS.contains(k))
+        );
+        assert_eq!(OutboxKind::parse("webhook:unknown"), None);
+    }
 }

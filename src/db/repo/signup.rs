@@ -68,6 +68,8 @@ pub struct SignupInput {
     pub message_domain: String,
     /// How many confirmation emails one address may receive.
     pub budget: ConfirmationBudget,
+    /// Where a single opt-in confirmation is announced.
+    pub webhooks: std::sync::Arc<crate::webhooks::WebhookDirectory>,
 }
 
 /// The per-address limit on confirmation emails, across lists and
@@ -332,6 +334,18 @@ pub fn record(
                 subscriptions::confirmed_at.eq(now),
             ))
             .execute(conn)?;
+        crate::db::repo::webhooks::enqueue_subscription_event(
+            conn,
+            &input.webhooks,
+            crate::domain::WebhookEventType::SubscriptionConfirmed,
+            crate::db::repo::webhooks::SubscriptionRef {
+                subscription_id: &subscription_id,
+                subscriber_id: &subscriber.id,
+                list_id: &input.list_id,
+            },
+            EventMethod::SingleOptIn,
+            now,
+        )?;
         if input.welcome {
             // The welcome email carries the unsubscribe link.
             outbox::enqueue(

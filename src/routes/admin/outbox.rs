@@ -56,6 +56,9 @@ pub async fn index(
                 "last_error": r.last_error,
                 "message_id": r.message_id,
                 "subscription_id": r.subscription_id,
+                // Where a webhook row goes (host only: a path or query may
+                // hold the receiver's token); gone once delivered.
+                "webhook_host": webhook_host(r),
                 "created_at": format_time(r.created_at),
                 "next_attempt_at": format_time(r.next_attempt_at),
                 "sent_at": r.sent_at.map(format_time),
@@ -63,6 +66,17 @@ pub async fn index(
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "rows": rows })))
+}
+
+fn webhook_host(row: &crate::db::models::OutboxRow) -> Option<String> {
+    match repo::OutboxKind::parse(&row.kind) {
+        Some(repo::OutboxKind::Webhook(_)) => {
+            crate::webhooks::StoredWebhook::from_payload(&row.payload)
+                .ok()
+                .map(|stored| stored.host)
+        }
+        _ => None,
+    }
 }
 
 /// `POST /admin/outbox/{id}/retry`: a dead row goes back to the queue, due
@@ -88,5 +102,6 @@ pub async fn retry(
         ));
     }
     ctx.outbox_wake.notify_one();
+    ctx.webhook_wake.notify_one();
     Ok(HttpResponse::Ok().json(json!({ "id": id, "state": "pending" })))
 }

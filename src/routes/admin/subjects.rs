@@ -154,18 +154,28 @@ pub async fn erase(
     let email = parse_email(&email)?;
     let key = email.key();
     let now = naive(ctx.clock.now());
+    let webhooks = std::sync::Arc::clone(&ctx.webhooks);
     let outcome = with_conn(&ctx, Format::Json, move |conn| {
         let Some(subscriber) = subjects::find_by_email_key(conn, &key)? else {
             return Ok(None);
         };
         retry(|| {
             write_transaction(conn, |conn| {
-                leave::withdraw(conn, &subscriber.id, EventMethod::Admin, None, true, now)
+                leave::withdraw(
+                    conn,
+                    &subscriber.id,
+                    EventMethod::Admin,
+                    None,
+                    true,
+                    &webhooks,
+                    now,
+                )
             })
         })
         .map(Some)
     })
     .await?;
+    ctx.webhook_wake.notify_one();
     let Some(outcome) = outcome else {
         return Err(AppError::new(ErrorKind::NotFound, Format::Json));
     };
