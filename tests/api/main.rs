@@ -1,11 +1,13 @@
 //! Integration tests: the real application, a real SMTP server, each test
 //! on SQLite and on PostgreSQL.
 
+mod browser_driver;
 mod helpers;
 mod smtp_server;
 
 mod abuse;
 mod admin;
+mod browser;
 mod confirm;
 mod dkim;
 mod exports;
