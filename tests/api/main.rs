@@ -1,12 +1,14 @@
 //! Integration tests: the real application, a real SMTP server, each test
 //! on SQLite and on PostgreSQL.
 
+mod browser_driver;
 mod helpers;
 mod smtp_server;
 mod webhook_receiver;
 
 mod abuse;
 mod admin;
+mod browser;
 mod confirm;
 mod dkim;
 mod exports;
