@@ -12,6 +12,7 @@ mod exports;
 mod health;
 mod leave;
 mod ledger;
+mod openapi;
 mod outbox;
 mod signup;
 mod templates;
