@@ -53,6 +53,9 @@ pub enum Command {
         #[command(subcommand)]
         what: ExportCommand,
     },
+    /// Print the OpenAPI 3.1 description of the HTTP API (the same as
+    /// `GET /openapi.json`): `assent openapi > docs/openapi.json`.
+    Openapi,
 }
 
 /// `assent keys ...`

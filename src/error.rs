@@ -21,7 +21,7 @@ pub enum Format {
 }
 
 /// One problem with one input field, with a stable code.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: &'static str,
     pub code: &'static str,
@@ -170,14 +170,23 @@ pub fn builtin_templates() -> &'static Templates {
         .get_or_init(|| Templates::builtin().expect("built-in templates compile (unit-tested)"))
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An error as RFC 9457 problem details (`application/problem+json`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
+    /// `urn:assent:problem:` followed by `code`.
     #[serde(rename = "type")]
+    #[schema(rename = "type")]
     kind: String,
+    /// A short summary of the problem kind.
     title: &'a str,
+    /// The HTTP status, repeated.
     status: u16,
+    /// Human-readable text; for `validation_failed` every field error's
+    /// `detail`, joined by spaces.
     detail: String,
+    /// A stable machine-readable code (docs/api.md lists them).
     code: &'a str,
+    /// Only for `validation_failed`: one entry per field problem.
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [FieldError]>,
 }

@@ -13,6 +13,7 @@ pub mod exports;
 pub mod ledger;
 pub mod mail;
 pub mod metrics;
+pub mod openapi;
 pub mod pow;
 pub mod rate_limit;
 pub mod registry;

@@ -15,6 +15,10 @@ use assent::startup::Application;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::Openapi)) {
+        // Needs no configuration: the document describes the code.
+        return print_openapi();
+    }
     let settings = match Settings::load(cli.config.as_deref()).and_then(|s| s.validate()) {
         Ok(settings) => settings,
         Err(error) => {
@@ -44,6 +48,10 @@ fn main() -> ExitCode {
                     until,
                 },
         } => commands::export_consent(&settings, &format, &out, list, since, until),
+        Command::Openapi => {
+            print_openapi();
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -53,6 +61,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn print_openapi() -> ExitCode {
+    print!("{}", assent::openapi::json());
+    ExitCode::SUCCESS
 }
 
 fn serve(settings: assent::config::ValidSettings) -> anyhow::Result<()> {

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 pub const CHALLENGE_TTL_SECS: i64 = 600;
 
 /// What the form's script receives.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Challenge {
     pub algorithm: String,
     pub challenge: String,

@@ -16,7 +16,7 @@ pub struct StoredEvent<'a> {
 }
 
 /// The first problem found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Broken {
     pub subscriber_id: String,
     /// The position in the chain where the problem shows.
@@ -27,7 +27,8 @@ pub struct Broken {
 }
 
 /// The outcome of a verification.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = VerifyReport)]
 pub struct Report {
     pub ok: bool,
     pub events: u64,

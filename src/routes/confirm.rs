@@ -104,6 +104,23 @@ fn parse_token(raw: &str, format: Format) -> Result<ConfirmationToken, AppError>
 }
 
 /// `GET /confirm/{token}`.
+#[utoipa::path(
+    get,
+    path = "/confirm/{token}",
+    tag = "links",
+    params(("token" = String, Path, description = "The token from the email's link")),
+    responses(
+        (status = 200, description = "The consent text and a button that confirms (HTML), or the link's state (JSON); changes nothing",
+            content((crate::openapi::schemas::ConfirmationLink = "application/json"), (String = "text/html")), headers(
+                ("Referrer-Policy" = String, description = "`no-referrer`"),
+                ("Cache-Control" = String, description = "`no-store`"),
+            )),
+        (status = 404, response = crate::openapi::responses::EitherNotFound),
+        (status = 410, response = crate::openapi::responses::EitherGone),
+        (status = 500, response = crate::openapi::responses::EitherInternal),
+        (status = 503, response = crate::openapi::responses::EitherUnavailable),
+    ),
+)]
 pub async fn show(
     req: HttpRequest,
     ctx: web::Data<AppContext>,
@@ -201,6 +218,29 @@ fn success(
 }
 
 /// `POST /confirm/{token}`: the deliberate click.
+#[utoipa::path(
+    post,
+    path = "/confirm/{token}",
+    tag = "links",
+    params(("token" = String, Path, description = "The token from the email's link")),
+    responses(
+        (status = 200, description = "Confirmed (now or before)",
+            content((crate::openapi::schemas::ConfirmedSubscription = "application/json"), (String = "text/html")), headers(
+                ("Referrer-Policy" = String, description = "`no-referrer`"),
+                ("Cache-Control" = String, description = "`no-store`"),
+            )),
+        (status = 303, description = "Confirmed; to the list's `confirmed_url` (HTML only, when the list has one)",
+            headers(
+                ("Location" = String, description = "The list's `confirmed_url`"),
+                ("Referrer-Policy" = String, description = "`no-referrer`"),
+                ("Cache-Control" = String, description = "`no-store`"),
+            )),
+        (status = 404, response = crate::openapi::responses::EitherNotFound),
+        (status = 410, response = crate::openapi::responses::EitherGone),
+        (status = 500, response = crate::openapi::responses::EitherInternal),
+        (status = 503, response = crate::openapi::responses::EitherUnavailable),
+    ),
+)]
 pub async fn confirm(
     req: HttpRequest,
     ctx: web::Data<AppContext>,

@@ -9,11 +9,26 @@ use crate::db::migrate::{self, MigrationStatus};
 use crate::telemetry::spawn_blocking_in_span;
 
 /// `GET /healthz`: the process runs.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "The process runs", body = crate::openapi::schemas::Health)),
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
 /// `GET /readyz`: the database answers and its schema is current.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "The database answers and its schema is current", body = crate::openapi::schemas::Readiness),
+        (status = 503, description = "Not ready: `reason` says why", body = crate::openapi::schemas::Readiness),
+    ),
+)]
 pub async fn readyz(ctx: web::Data<AppContext>) -> HttpResponse {
     let pool = ctx.pool.clone();
     let checked = spawn_blocking_in_span(move || {
@@ -36,6 +51,19 @@ pub async fn readyz(ctx: web::Data<AppContext>) -> HttpResponse {
 /// wants `Authorization: Bearer <token>`; without, it answers only clients
 /// on the loopback interface (the counters show what sign-ups did, which a
 /// stranger must not learn).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    security((), ("metrics_token" = [])),
+    responses(
+        (status = 200, description = "Counters, gauges and histograms in the Prometheus text format (`text/plain; version=0.0.4`)",
+            body = String, content_type = "text/plain"),
+        (status = 401, description = "Without the configured token, or from a non-loopback client when none is configured",
+            body = String, content_type = "text/plain",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"assent-metrics\"`"))),
+    ),
+)]
 pub async fn metrics(
     req: actix_web::HttpRequest,
     ctx: web::Data<AppContext>,

@@ -84,6 +84,22 @@ fn result_page(
 }
 
 /// `GET /unsubscribe/{token}`: what will happen, and the buttons.
+#[utoipa::path(
+    get,
+    path = "/unsubscribe/{token}",
+    tag = "links",
+    params(("token" = String, Path, description = "The unsubscribe token from the email (`{key_id}.{subscription}.{mac}`)")),
+    responses(
+        (status = 200, description = "The unsubscribe page (HTML) or the subscription's state (JSON); changes nothing",
+            content((crate::openapi::schemas::UnsubscribeView = "application/json"), (String = "text/html")), headers(
+                ("Referrer-Policy" = String, description = "`no-referrer`"),
+                ("Cache-Control" = String, description = "`no-store`"),
+            )),
+        (status = 404, response = crate::openapi::responses::EitherNotFound),
+        (status = 500, response = crate::openapi::responses::EitherInternal),
+        (status = 503, response = crate::openapi::responses::EitherUnavailable),
+    ),
+)]
 pub async fn show(
     req: HttpRequest,
     ctx: web::Data<AppContext>,
@@ -146,6 +162,32 @@ async fn form_fields(
 /// `POST /unsubscribe/{token}`: RFC 8058 one-click (`List-Unsubscribe=One-Click`)
 /// or the page's button (`action=unsubscribe`). Always 200, never a
 /// redirect; repeating it changes nothing.
+#[utoipa::path(
+    post,
+    path = "/unsubscribe/{token}",
+    tag = "links",
+    params(("token" = String, Path, description = "The unsubscribe token from the email (`{key_id}.{subscription}.{mac}`)")),
+    request_body(
+        description = "Exactly one field: `List-Unsubscribe=One-Click` (RFC 8058) or `action=unsubscribe` (the page's button)",
+        content(
+            (crate::openapi::schemas::UnsubscribeBody = "application/x-www-form-urlencoded"),
+            (crate::openapi::schemas::UnsubscribeBody = "multipart/form-data"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Unsubscribed (now or before); never a redirect",
+            content((crate::openapi::schemas::Unsubscribed = "application/json"), (String = "text/html")), headers(
+                ("Referrer-Policy" = String, description = "`no-referrer`"),
+                ("Cache-Control" = String, description = "`no-store`"),
+            )),
+        (status = 400, response = crate::openapi::responses::EitherMalformedRequest),
+        (status = 404, response = crate::openapi::responses::EitherNotFound),
+        (status = 413, response = crate::openapi::responses::EitherPayloadTooLarge),
+        (status = 415, response = crate::openapi::responses::EitherUnsupportedMediaType),
+        (status = 500, response = crate::openapi::responses::EitherInternal),
+        (status = 503, response = crate::openapi::responses::EitherUnavailable),
+    ),
+)]
 pub async fn unsubscribe(
     req: HttpRequest,
     ctx: web::Data<AppContext>,
@@ -224,6 +266,32 @@ pub async fn unsubscribe(
 
 /// `POST /withdraw/{token}`: withdraws consent on every list of the person;
 /// `erase=true` also erases their personal data.
+#[utoipa::path(
+    post,
+    path = "/withdraw/{token}",
+    tag = "links",
+    params(("token" = String, Path, description = "The unsubscribe token from the email (`{key_id}.{subscription}.{mac}`)")),
+    request_body(
+        description = "Optional; `erase=true` also erases the person's data. An empty body needs no `Content-Type`.",
+        content(
+            (Option<crate::openapi::schemas::WithdrawBody> = "application/x-www-form-urlencoded"),
+            (Option<crate::openapi::schemas::WithdrawBody> = "multipart/form-data"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Consent withdrawn on every list of the person (and erased, when asked)",
+            content((crate::openapi::schemas::Withdrawn = "application/json"), (String = "text/html")), headers(
+                ("Referrer-Policy" = String, description = "`no-referrer`"),
+                ("Cache-Control" = String, description = "`no-store`"),
+            )),
+        (status = 400, response = crate::openapi::responses::EitherMalformedRequest),
+        (status = 404, response = crate::openapi::responses::EitherNotFound),
+        (status = 413, response = crate::openapi::responses::EitherPayloadTooLarge),
+        (status = 415, response = crate::openapi::responses::EitherUnsupportedMediaType),
+        (status = 500, response = crate::openapi::responses::EitherInternal),
+        (status = 503, response = crate::openapi::responses::EitherUnavailable),
+    ),
+)]
 pub async fn withdraw(
     req: HttpRequest,
     ctx: web::Data<AppContext>,

@@ -7,38 +7,53 @@ pub mod confirm;
 pub mod db_call;
 pub mod health;
 pub mod leave;
+pub mod openapi;
 pub mod pages;
 pub mod refuse;
 pub mod request;
 pub mod subscribe;
 
+use actix_web::http::Method;
 use actix_web::web;
+
+/// Declares the public routes once: `register_public` registers exactly
+/// these and `PUBLIC_ROUTES` lists them, so the OpenAPI test can check that
+/// the document describes every route and nothing else.
+macro_rules! public_routes {
+    ($($method:ident $path:literal => $handler:path,)*) => {
+        /// Every public route as (method, path pattern), in registration order.
+        pub const PUBLIC_ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn register_public(cfg: &mut web::ServiceConfig) {
+            $(cfg.route($path, web::method(Method::$method).to($handler));)*
+        }
+    };
+}
+
+public_routes! {
+    GET "/healthz" => health::healthz,
+    GET "/readyz" => health::readyz,
+    GET "/metrics" => health::metrics,
+    GET "/openapi.json" => openapi::document,
+    GET "/" => pages::index,
+    GET "/assets/assent.css" => pages::stylesheet,
+    GET "/assets/pow.js" => pages::pow_script,
+    GET "/lists/{slug}/challenge" => pages::challenge,
+    GET "/lists/{slug}/form" => pages::form,
+    GET "/lists/{slug}/check-inbox" => pages::check_inbox,
+    POST "/subscriptions" => subscribe::subscribe,
+    OPTIONS "/subscriptions" => subscribe::preflight,
+    GET "/confirm/{token}" => confirm::show,
+    POST "/confirm/{token}" => confirm::confirm,
+    GET "/unsubscribe/{token}" => leave::show,
+    POST "/unsubscribe/{token}" => leave::unsubscribe,
+    POST "/withdraw/{token}" => leave::withdraw,
+    GET "/refuse/{token}" => refuse::show,
+    POST "/refuse/{token}" => refuse::act,
+}
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(health::metrics))
-        .route("/", web::get().to(pages::index))
-        .route("/assets/assent.css", web::get().to(pages::stylesheet))
-        .route("/assets/pow.js", web::get().to(pages::pow_script))
-        .route("/lists/{slug}/challenge", web::get().to(pages::challenge))
-        .route("/lists/{slug}/form", web::get().to(pages::form))
-        .route(
-            "/lists/{slug}/check-inbox",
-            web::get().to(pages::check_inbox),
-        )
-        .route("/subscriptions", web::post().to(subscribe::subscribe))
-        .route(
-            "/subscriptions",
-            web::method(actix_web::http::Method::OPTIONS).to(subscribe::preflight),
-        )
-        .route("/confirm/{token}", web::get().to(confirm::show))
-        .route("/confirm/{token}", web::post().to(confirm::confirm))
-        .route("/unsubscribe/{token}", web::get().to(leave::show))
-        .route("/unsubscribe/{token}", web::post().to(leave::unsubscribe))
-        .route("/withdraw/{token}", web::post().to(leave::withdraw))
-        .route("/refuse/{token}", web::get().to(refuse::show))
-        .route("/refuse/{token}", web::post().to(refuse::act))
-        .configure(admin::configure);
+    register_public(cfg);
+    cfg.configure(admin::configure);
 }

@@ -85,6 +85,15 @@ pub fn form_action_sources(list: &ListEntry) -> String {
 }
 
 /// `GET /`: the lists and their forms.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "pages",
+    responses(
+        (status = 200, description = "Every configured list with a link to its form", body = String, content_type = "text/html"),
+        (status = 500, response = crate::openapi::responses::PageInternal),
+    ),
+)]
 pub async fn index(ctx: web::Data<AppContext>) -> Result<HttpResponse, AppError> {
     let lists: Vec<_> = ctx
         .lists
@@ -102,6 +111,15 @@ pub async fn index(ctx: web::Data<AppContext>) -> Result<HttpResponse, AppError>
 }
 
 /// `GET /assets/pow.js`: the hosted form's proof-of-work solver.
+#[utoipa::path(
+    get,
+    path = "/assets/pow.js",
+    tag = "pages",
+    responses(
+        (status = 200, description = "The hosted form's proof-of-work solver", body = String, content_type = "text/javascript",
+            headers(("Cache-Control" = String, description = "`public, max-age=3600`"))),
+    ),
+)]
 pub async fn pow_script() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
@@ -111,6 +129,17 @@ pub async fn pow_script() -> HttpResponse {
 
 /// `GET /lists/{slug}/challenge`: a proof-of-work challenge, for lists that
 /// require one.
+#[utoipa::path(
+    get,
+    path = "/lists/{slug}/challenge",
+    tag = "pages",
+    params(("slug" = String, Path, description = "A list's slug", example = "newsletter")),
+    responses(
+        (status = 200, description = "A signed challenge to solve within 10 minutes", body = crate::pow::Challenge,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 404, response = crate::openapi::responses::NotFound),
+    ),
+)]
 pub async fn challenge(
     ctx: web::Data<AppContext>,
     slug: web::Path<String>,
@@ -131,6 +160,15 @@ pub async fn challenge(
 }
 
 /// `GET /assets/assent.css`.
+#[utoipa::path(
+    get,
+    path = "/assets/assent.css",
+    tag = "pages",
+    responses(
+        (status = 200, description = "The stylesheet of the built-in pages", body = String, content_type = "text/css",
+            headers(("Cache-Control" = String, description = "`public, max-age=3600`"))),
+    ),
+)]
 pub async fn stylesheet() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/css; charset=utf-8"))
@@ -139,6 +177,17 @@ pub async fn stylesheet() -> HttpResponse {
 }
 
 /// `GET /lists/{slug}/form`: the hosted sign-up form, consent unticked.
+#[utoipa::path(
+    get,
+    path = "/lists/{slug}/form",
+    tag = "pages",
+    params(("slug" = String, Path, description = "A list's slug", example = "newsletter")),
+    responses(
+        (status = 200, description = "The sign-up form with the current consent text beside an unticked checkbox", body = String, content_type = "text/html"),
+        (status = 404, response = crate::openapi::responses::PageNotFound),
+        (status = 500, response = crate::openapi::responses::PageInternal),
+    ),
+)]
 pub async fn form(
     ctx: web::Data<AppContext>,
     slug: web::Path<String>,
@@ -160,6 +209,17 @@ pub async fn form(
 }
 
 /// `GET /lists/{slug}/check-inbox`: where a browser lands after signing up.
+#[utoipa::path(
+    get,
+    path = "/lists/{slug}/check-inbox",
+    tag = "pages",
+    params(("slug" = String, Path, description = "A list's slug", example = "newsletter")),
+    responses(
+        (status = 200, description = "\"Please check your inbox\"", body = String, content_type = "text/html"),
+        (status = 404, response = crate::openapi::responses::PageNotFound),
+        (status = 500, response = crate::openapi::responses::PageInternal),
+    ),
+)]
 pub async fn check_inbox(
     ctx: web::Data<AppContext>,
     slug: web::Path<String>,

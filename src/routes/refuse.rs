@@ -51,6 +51,22 @@ fn lang_of(ctx: &AppContext, view: &RefusalView) -> (String, String) {
 }
 
 /// `GET /refuse/{token}`.
+#[utoipa::path(
+    get,
+    path = "/refuse/{token}",
+    tag = "links",
+    params(("token" = String, Path, description = "The refusal token from the confirmation email (`{key_id}.{subscription}.{mac}`)")),
+    responses(
+        (status = 200, description = "The refusal page (HTML) or whether a refusal is in force (JSON); changes nothing",
+            content((crate::openapi::schemas::RefusalView = "application/json"), (String = "text/html")), headers(
+                ("Referrer-Policy" = String, description = "`no-referrer`"),
+                ("Cache-Control" = String, description = "`no-store`"),
+            )),
+        (status = 404, response = crate::openapi::responses::EitherNotFound),
+        (status = 500, response = crate::openapi::responses::EitherInternal),
+        (status = 503, response = crate::openapi::responses::EitherUnavailable),
+    ),
+)]
 pub async fn show(
     req: HttpRequest,
     ctx: web::Data<AppContext>,
@@ -83,6 +99,32 @@ pub async fn show(
 }
 
 /// `POST /refuse/{token}`.
+#[utoipa::path(
+    post,
+    path = "/refuse/{token}",
+    tag = "links",
+    params(("token" = String, Path, description = "The refusal token from the confirmation email (`{key_id}.{subscription}.{mac}`)")),
+    request_body(
+        description = "Exactly one field: `action=refuse` or `action=lift`",
+        content(
+            (crate::openapi::schemas::RefusalBody = "application/x-www-form-urlencoded"),
+            (crate::openapi::schemas::RefusalBody = "multipart/form-data"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Refused or lifted (now or before); never a redirect",
+            content((crate::openapi::schemas::RefusalDone = "application/json"), (String = "text/html")), headers(
+                ("Referrer-Policy" = String, description = "`no-referrer`"),
+                ("Cache-Control" = String, description = "`no-store`"),
+            )),
+        (status = 400, response = crate::openapi::responses::EitherMalformedRequest),
+        (status = 404, response = crate::openapi::responses::EitherNotFound),
+        (status = 413, response = crate::openapi::responses::EitherPayloadTooLarge),
+        (status = 415, response = crate::openapi::responses::EitherUnsupportedMediaType),
+        (status = 500, response = crate::openapi::responses::EitherInternal),
+        (status = 503, response = crate::openapi::responses::EitherUnavailable),
+    ),
+)]
 pub async fn act(
     req: HttpRequest,
     ctx: web::Data<AppContext>,

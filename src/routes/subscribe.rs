@@ -316,6 +316,39 @@ fn consent_error(source: ConsentSource) -> FieldError {
 }
 
 /// `POST /subscriptions`.
+#[utoipa::path(
+    post,
+    path = "/subscriptions",
+    tag = "sign-up",
+    request_body(
+        description = "The sign-up, in any of three encodings. Answers in JSON when the body is JSON or `Accept` lists `application/json`, else as a browser form post (303).",
+        content(
+            (crate::openapi::schemas::SignupJson = "application/json"),
+            (crate::openapi::schemas::SignupForm = "application/x-www-form-urlencoded"),
+            (crate::openapi::schemas::SignupForm = "multipart/form-data"),
+        ),
+    ),
+    responses(
+        (status = 202, description = "Accepted (JSON); the same whatever the address's state", body = crate::openapi::schemas::SignupAccepted,
+            headers(
+                ("Cache-Control" = String, description = "`no-store`"),
+                ("Access-Control-Allow-Origin" = String, description = "The request's `Origin`, when the list's `allowed_origins` has it"),
+            )),
+        (status = 303, description = "Accepted (browser form post): to the `redirect`, the list's thank-you URL or `/lists/{slug}/check-inbox`",
+            headers(
+                ("Location" = String, description = "Where the browser goes next"),
+                ("Cache-Control" = String, description = "`no-store`"),
+            )),
+        (status = 400, response = crate::openapi::responses::EitherMalformedRequest),
+        (status = 403, response = crate::openapi::responses::EitherForbidden),
+        (status = 413, response = crate::openapi::responses::EitherPayloadTooLarge),
+        (status = 415, response = crate::openapi::responses::EitherUnsupportedMediaType),
+        (status = 422, response = crate::openapi::responses::EitherValidationFailed),
+        (status = 429, response = crate::openapi::responses::EitherTooManyRequests),
+        (status = 500, response = crate::openapi::responses::EitherInternal),
+        (status = 503, response = crate::openapi::responses::EitherUnavailable),
+    ),
+)]
 pub async fn subscribe(
     req: HttpRequest,
     payload: web::Payload,
@@ -483,6 +516,20 @@ fn accepted(
 
 /// `OPTIONS /subscriptions`: the CORS preflight. Origins allowed by any
 /// list get the CORS headers; others get none (the browser then refuses).
+#[utoipa::path(
+    options,
+    path = "/subscriptions",
+    tag = "sign-up",
+    responses(
+        (status = 204, description = "Always empty; CORS headers only for an `Origin` in some list's `allowed_origins`",
+            headers(
+                ("Access-Control-Allow-Origin" = String, description = "The request's `Origin`"),
+                ("Access-Control-Allow-Methods" = String, description = "`POST`"),
+                ("Access-Control-Allow-Headers" = String, description = "`content-type, accept`"),
+                ("Access-Control-Max-Age" = String, description = "`600`"),
+            )),
+    ),
+)]
 pub async fn preflight(req: HttpRequest, ctx: web::Data<AppContext>) -> HttpResponse {
     let mut response = HttpResponse::NoContent().finish();
     if let Some(origin) = request::origin(&req) {

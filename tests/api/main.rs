@@ -16,6 +16,7 @@ mod group_commit;
 mod health;
 mod leave;
 mod ledger;
+mod openapi;
 mod outbox;
 mod signup;
 mod templates;

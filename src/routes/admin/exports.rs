@@ -15,11 +15,21 @@ use crate::ledger::chain::format_time;
 use crate::routes::db_call::with_conn;
 
 /// The query of the export routes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExportQuery {
+    /// Consent records: `csv` (default), `ndjson` or `iso27560`; the
+    /// ledger: `ndjson` only.
+    #[param(value_type = Option<crate::openapi::schemas::ExportFormat>)]
     format: Option<String>,
+    /// Only this list (consent records; ignored by the ledger export).
     list: Option<String>,
+    /// An RFC 3339 time: records with an event at or after it.
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// An RFC 3339 time: records with an event before it (consent records;
+    /// ignored by the ledger export).
+    #[param(format = DateTime)]
     until: Option<String>,
 }
 
@@ -51,6 +61,22 @@ fn parse_time(field: &'static str, value: Option<&str>) -> Result<Option<NaiveDa
 
 /// `GET /admin/exports/consent?format=csv|ndjson|iso27560&list=&since=&until=`:
 /// one record per subscription with activity in the period.
+#[utoipa::path(
+    get,
+    path = "/admin/exports/consent",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(ExportQuery),
+    responses(
+        (status = 200, description = "One consent record per subscription, streamed: CSV (RFC 4180, formulas neutralised) for `format=csv`, one `ConsentRecord` JSON object per line for `ndjson`, one ISO/IEC TS 27560-shaped object per line for `iso27560`",
+            content((String = "text/csv"), (String = "application/x-ndjson")), headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, response = crate::openapi::responses::MalformedQuery),
+        (status = 422, response = crate::openapi::responses::ValidationFailed),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 500, response = crate::openapi::responses::Internal),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
 pub async fn consent(
     _admin: Admin,
     ctx: web::Data<AppContext>,
@@ -91,6 +117,18 @@ pub async fn consent(
 }
 
 /// `GET /admin/exports/consent-texts`: every consent text by hash.
+#[utoipa::path(
+    get,
+    path = "/admin/exports/consent-texts",
+    tag = "admin",
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "Every consent text ever registered, oldest first", body = crate::openapi::schemas::ConsentTexts),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 500, response = crate::openapi::responses::Internal),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
 pub async fn consent_texts(
     _admin: Admin,
     ctx: web::Data<AppContext>,
@@ -104,6 +142,22 @@ pub async fn consent_texts(
 }
 
 /// `GET /admin/exports/events?format=ndjson&since=`: the raw ledger.
+#[utoipa::path(
+    get,
+    path = "/admin/exports/events",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(ExportQuery),
+    responses(
+        (status = 200, description = "The raw ledger, streamed: one `LedgerEvent` JSON object per line",
+            body = String, content_type = "application/x-ndjson", headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, response = crate::openapi::responses::MalformedQuery),
+        (status = 422, response = crate::openapi::responses::ValidationFailed),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 500, response = crate::openapi::responses::Internal),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
 pub async fn events(
     _admin: Admin,
     ctx: web::Data<AppContext>,

@@ -10,6 +10,18 @@ use crate::routes::db_call::with_conn;
 
 /// `GET /admin/ledger/verify`: recomputes every chain; 200 with
 /// `{"ok":true,...,"head":...}` or `{"ok":false,...,"broken":{...}}`.
+#[utoipa::path(
+    get,
+    path = "/admin/ledger/verify",
+    tag = "admin",
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "The verification report, whether or not every chain verified (see `ok`)", body = crate::ledger::verify::Report),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 500, response = crate::openapi::responses::Internal),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
 pub async fn verify(_admin: Admin, ctx: web::Data<AppContext>) -> Result<HttpResponse, AppError> {
     let report = with_conn(&ctx, Format::Json, |conn| verify_all(conn, 5_000)).await?;
     if !report.ok {

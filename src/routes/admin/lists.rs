@@ -53,12 +53,38 @@ fn version_json(version: &ConsentVersion) -> serde_json::Value {
 }
 
 /// `GET /admin/lists`.
+#[utoipa::path(
+    get,
+    path = "/admin/lists",
+    tag = "admin",
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "The configured lists", body = crate::openapi::schemas::Lists),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 500, response = crate::openapi::responses::Internal),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
 pub async fn index(_admin: Admin, ctx: web::Data<AppContext>) -> HttpResponse {
     let lists: Vec<_> = ctx.lists.all().iter().map(|l| list_json(l)).collect();
     HttpResponse::Ok().json(json!({ "lists": lists }))
 }
 
 /// `GET /admin/lists/{slug}`: the list with every consent version.
+#[utoipa::path(
+    get,
+    path = "/admin/lists/{slug}",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("slug" = String, Path, description = "A list's slug", example = "newsletter")),
+    responses(
+        (status = 200, description = "The list with every consent version", body = crate::openapi::schemas::ListDetail),
+        (status = 404, response = crate::openapi::responses::NotFound),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 500, response = crate::openapi::responses::Internal),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
 pub async fn show(
     _admin: Admin,
     ctx: web::Data<AppContext>,
@@ -76,14 +102,35 @@ pub async fn show(
 }
 
 /// The body of `POST /admin/lists/{slug}/consent-versions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewVersion {
+    /// The consent text, taken byte for byte (at most 8,000 characters).
     text: String,
+    /// A language tag; the list's language when absent.
     language: Option<String>,
 }
 
 /// `POST /admin/lists/{slug}/consent-versions`: registers a text (once per
 /// list) and returns its version id and hash. Forms may then send the id.
+#[utoipa::path(
+    post,
+    path = "/admin/lists/{slug}/consent-versions",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("slug" = String, Path, description = "A list's slug", example = "newsletter")),
+    request_body(content = NewVersion, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The version (also when the list had this text already)", body = crate::openapi::schemas::ConsentVersionView),
+        (status = 400, response = crate::openapi::responses::MalformedRequest),
+        (status = 404, response = crate::openapi::responses::NotFound),
+        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::responses::ValidationFailed),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 500, response = crate::openapi::responses::Internal),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
 pub async fn register_version(
     _admin: Admin,
     ctx: web::Data<AppContext>,
@@ -123,6 +170,21 @@ pub async fn register_version(
 
 /// `GET /admin/lists/{slug}/audience`: confirmed subscriptions as NDJSON,
 /// streamed, each with the headers a sender must put on its mail.
+#[utoipa::path(
+    get,
+    path = "/admin/lists/{slug}/audience",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("slug" = String, Path, description = "A list's slug", example = "newsletter")),
+    responses(
+        (status = 200, description = "Confirmed subscriptions, streamed: one `AudienceMember` JSON object per line",
+            body = String, content_type = "application/x-ndjson", headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 404, response = crate::openapi::responses::NotFound),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 500, response = crate::openapi::responses::Internal),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
 pub async fn audience(
     _admin: Admin,
     ctx: web::Data<AppContext>,

@@ -13,14 +13,33 @@ use crate::ledger::chain::format_time;
 use crate::routes::db_call::with_conn;
 
 /// `?state=` of `GET /admin/outbox`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StateQuery {
+    /// `dead` (default), `pending`, `sent` or `cancelled`.
+    #[param(value_type = Option<crate::openapi::schemas::OutboxState>)]
     state: Option<String>,
+    /// At most this many rows (default 100, clamped to 1 to 1,000).
     limit: Option<i64>,
 }
 
 /// `GET /admin/outbox?state=dead|pending|sent|cancelled&limit=N` (newest first;
 /// payloads are never shown).
+#[utoipa::path(
+    get,
+    path = "/admin/outbox",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(StateQuery),
+    responses(
+        (status = 200, description = "Outbox rows in one state, newest first; payloads are never shown", body = crate::openapi::schemas::OutboxRows),
+        (status = 400, response = crate::openapi::responses::MalformedQuery),
+        (status = 422, response = crate::openapi::responses::ValidationFailed),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 500, response = crate::openapi::responses::Internal),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
 pub async fn index(
     _admin: Admin,
     ctx: web::Data<AppContext>,
@@ -81,6 +100,20 @@ fn webhook_host(row: &crate::db::models::OutboxRow) -> Option<String> {
 
 /// `POST /admin/outbox/{id}/retry`: a dead row goes back to the queue, due
 /// now, with a fresh attempt count.
+#[utoipa::path(
+    post,
+    path = "/admin/outbox/{id}/retry",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("id" = String, Path, description = "The outbox row's id")),
+    responses(
+        (status = 200, description = "The dead row is queued again, due now", body = crate::openapi::schemas::Retried),
+        (status = 409, response = crate::openapi::responses::Conflict),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 500, response = crate::openapi::responses::Internal),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
 pub async fn retry(
     _admin: Admin,
     ctx: web::Data<AppContext>,

@@ -77,12 +77,31 @@ fn subscriptions_json(subject: &Subject) -> serde_json::Value {
 }
 
 /// `?email=` of `GET /admin/subscribers`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EmailQuery {
+    /// The address, matched case-insensitively.
+    #[param(example = "ann@example.org")]
     email: String,
 }
 
 /// `GET /admin/subscribers?email=ADDRESS`: subscriptions and history.
+#[utoipa::path(
+    get,
+    path = "/admin/subscribers",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(EmailQuery),
+    responses(
+        (status = 200, description = "The person's subscriptions and ledger events", body = crate::openapi::schemas::SubjectLookup),
+        (status = 400, response = crate::openapi::responses::MalformedQuery),
+        (status = 404, response = crate::openapi::responses::NotFound),
+        (status = 422, response = crate::openapi::responses::ValidationFailed),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 500, response = crate::openapi::responses::Internal),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
 pub async fn lookup(
     _admin: Admin,
     ctx: web::Data<AppContext>,
@@ -99,6 +118,25 @@ pub async fn lookup(
 
 /// `GET /admin/subjects/{email}/export`: everything about the person, with
 /// the verbatim texts they agreed to and the hashes that prove them.
+#[utoipa::path(
+    get,
+    path = "/admin/subjects/{email}/export",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("email" = String, Path, description = "The person's address (may be percent-encoded)", example = "ann@example.org")),
+    responses(
+        (status = 200, description = "The person's data package (GDPR Art. 15 and 20)", body = crate::openapi::schemas::SubjectExport,
+            headers(
+                ("Content-Disposition" = String, description = "`attachment; filename=\"assent-subject-export.json\"`"),
+                ("Cache-Control" = String, description = "`no-store`"),
+            )),
+        (status = 404, response = crate::openapi::responses::NotFound),
+        (status = 422, response = crate::openapi::responses::ValidationFailed),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 500, response = crate::openapi::responses::Internal),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
 pub async fn export(
     _admin: Admin,
     ctx: web::Data<AppContext>,
@@ -146,6 +184,21 @@ pub async fn export(
 
 /// `DELETE /admin/subjects/{email}`: withdraws every consent and erases the
 /// person's data (method `admin`).
+#[utoipa::path(
+    delete,
+    path = "/admin/subjects/{email}",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("email" = String, Path, description = "The person's address (may be percent-encoded)", example = "ann@example.org")),
+    responses(
+        (status = 200, description = "Every consent withdrawn and the person's data erased (GDPR Art. 17)", body = crate::openapi::schemas::Erased),
+        (status = 404, response = crate::openapi::responses::NotFound),
+        (status = 422, response = crate::openapi::responses::ValidationFailed),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 500, response = crate::openapi::responses::Internal),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
 pub async fn erase(
     admin: Admin,
     ctx: web::Data<AppContext>,
