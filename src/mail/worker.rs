@@ -131,14 +131,31 @@ pub async fn dispatch_due(ctx: &SharedContext) -> Result<usize, WorkerError> {
         crate::mail::Mailer::Smtp { .. } => 4,
         crate::mail::Mailer::File(_) => 8,
     };
-    futures_util::stream::iter(prepared)
-        .for_each_concurrent(concurrency, |item| async move {
-            if let Err(error) = settle(ctx, item).await {
-                tracing::warn!(error = %error, "recording an outbox outcome failed; the lease will expire and the row be retried");
+    let sent: Vec<Sent> = futures_util::stream::iter(prepared)
+        .map(|item| settle(ctx, item))
+        .buffer_unordered(concurrency)
+        .filter_map(|outcome| async move {
+            match outcome {
+                Ok(sent) => sent,
+                Err(error) => {
+                    tracing::warn!(error = %error, "recording an outbox outcome failed; the lease will expire and the row be retried");
+                    None
+                }
             }
         })
+        .collect()
         .await;
+    if let Err(error) = record_sent(ctx, sent).await {
+        tracing::warn!(error = %error, "recording sent mail failed; the leases will expire and the rows be retried");
+    }
     Ok(count)
+}
+
+/// A message the relay accepted, to be recorded as sent.
+struct Sent {
+    row: OutboxRow,
+    context: ConfirmationMailContext,
+    at: NaiveDateTime,
 }
 
 fn prepare(
@@ -246,7 +263,9 @@ pub fn backoff(attempts: i32, base_secs: u64, max_secs: u64) -> chrono::Duration
     chrono::Duration::seconds(secs as i64)
 }
 
-async fn settle(ctx: &SharedContext, item: Prepared) -> Result<(), WorkerError> {
+/// Sends a prepared row, or settles it without sending. A sent row is
+/// returned to be recorded with the others of its pass.
+async fn settle(ctx: &SharedContext, item: Prepared) -> Result<Option<Sent>, WorkerError> {
     match item {
         Prepared::Send {
             row,
@@ -262,8 +281,12 @@ async fn settle(ctx: &SharedContext, item: Prepared) -> Result<(), WorkerError> 
             }
             let now = naive(ctx.clock.now());
             match result {
-                Ok(()) => record_sent(ctx, row, context, now).await,
-                Err(error) => record_failure(ctx, row, error, now).await,
+                Ok(()) => Ok(Some(Sent {
+                    row,
+                    context,
+                    at: now,
+                })),
+                Err(error) => record_failure(ctx, row, error, now).await.map(|()| None),
             }
         }
         Prepared::Cancel { row, reason } => {
@@ -274,51 +297,61 @@ async fn settle(ctx: &SharedContext, item: Prepared) -> Result<(), WorkerError> 
             })
             .await
             .map_err(|_| WorkerError::Blocking)??;
-            Ok(())
+            Ok(None)
         }
         Prepared::Fail { row, error } => {
             let now = naive(ctx.clock.now());
-            record_failure(ctx, row, SendError::Permanent(error), now).await
+            record_failure(ctx, row, SendError::Permanent(error), now)
+                .await
+                .map(|()| None)
         }
     }
 }
 
-async fn record_sent(
-    ctx: &SharedContext,
-    row: OutboxRow,
-    context: ConfirmationMailContext,
-    now: NaiveDateTime,
-) -> Result<(), WorkerError> {
-    tracing::info!(outbox_id = %row.id, kind = %row.kind, attempts = row.attempts, "mail sent");
+/// Records a pass's sent rows in one transaction (one commit for the
+/// pass, not one per message); if that fails, row by row. Until then a
+/// crash re-sends them after their leases expire, with the same
+/// Message-IDs (at least once, see docs/operations.md).
+async fn record_sent(ctx: &SharedContext, sent: Vec<Sent>) -> Result<(), WorkerError> {
+    if sent.is_empty() {
+        return Ok(());
+    }
     let pool = ctx.pool.clone();
     let owner = ctx.instance_id.clone();
     spawn_blocking_in_span(move || {
         let mut conn = pool.get().map_err(DbError::from)?;
-        retry(|| {
-            write_transaction(&mut conn, |conn| {
-                if !outbox::mark_sent(conn, &row.id, &owner, now)? {
-                    // Another worker took the row over after our lease ran
-                    // out; it records its own send.
-                    tracing::warn!(outbox_id = %row.id, "lease lost before the send was recorded");
-                    return Ok(());
-                }
-                if let (Some(subscription_id), "confirmation") =
-                    (&row.subscription_id, row.kind.as_str())
-                {
-                    confirm::record_confirmation_sent(
-                        conn,
-                        &context,
-                        subscription_id,
-                        &row.message_id,
-                        now,
-                    )?;
-                }
-                Ok::<_, DbError>(())
-            })
-        })
+        let together = write_transaction(&mut conn, |conn| {
+            sent.iter().try_for_each(|s| mark_one_sent(conn, s, &owner))
+        });
+        if together.is_ok() {
+            return Ok(());
+        }
+        for one in &sent {
+            retry(|| write_transaction(&mut conn, |conn| mark_one_sent(conn, one, &owner)))?;
+        }
+        Ok::<_, DbError>(())
     })
     .await
     .map_err(|_| WorkerError::Blocking)??;
+    Ok(())
+}
+
+fn mark_one_sent(
+    conn: &mut crate::db::DbConnection,
+    sent: &Sent,
+    owner: &str,
+) -> Result<(), DbError> {
+    let Sent { row, context, at } = sent;
+    tracing::debug!(outbox_id = %row.id, kind = %row.kind, attempts = row.attempts, "mail sent");
+    if !outbox::mark_sent(conn, &row.id, owner, *at)? {
+        // Another worker took the row over after our lease ran out; it
+        // records its own send.
+        tracing::warn!(outbox_id = %row.id, "lease lost before the send was recorded");
+        return Ok(());
+    }
+    if let (Some(subscription_id), "confirmation") = (&row.subscription_id, row.kind.as_str()) {
+        confirm::record_confirmation_sent(conn, context, subscription_id, &row.message_id, *at)?;
+    }
     Ok(())
 }
 
