@@ -110,6 +110,43 @@ impl DbUrl {
         }
     }
 
+    /// Whether this process may write the SQLite database now: the file
+    /// and its `-wal` file (where they exist) are writable for it. SQLite
+    /// opens a file it may not write read-only without saying so, and a
+    /// connection opened earlier keeps writing through its open file even
+    /// after the file was made read-only; checking the files themselves
+    /// makes a read-only database refuse every write alike, and recover as
+    /// soon as it is writable again. Always `Ok` for PostgreSQL.
+    ///
+    /// The check is `access(2)`, never opening the files: closing a file
+    /// descriptor of the database would drop SQLite's POSIX locks on it in
+    /// this process, and another process could then reset the WAL under
+    /// it (<https://www.sqlite.org/howtocorrupt.html>, section 2.2).
+    pub fn check_writable(&self) -> Result<(), String> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        let wal = format!("{}-wal", self.target);
+        for path in [self.target.as_str(), wal.as_str()] {
+            let Ok(c_path) = std::ffi::CString::new(path) else {
+                return Ok(());
+            };
+            // SAFETY: a valid NUL-terminated path; access() only reads it.
+            if unsafe { libc::access(c_path.as_ptr(), libc::W_OK) } == 0 {
+                continue;
+            }
+            let error = std::io::Error::last_os_error();
+            // Not created yet (a new database, or no write since the last
+            // checkpoint removed the WAL): SQLite creates it.
+            if error.kind() != std::io::ErrorKind::NotFound {
+                return Err(format!(
+                    "the SQLite database is read-only: {path} is not writable ({error})"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Opens one connection of the right kind, reporting the driver's own
     /// error (the derived `establish` only says the URL matched no variant).
     pub fn establish(&self, busy_timeout: Duration) -> diesel::ConnectionResult<DbConnection> {
@@ -144,19 +181,30 @@ impl ManageConnection for DbConnectionManager {
     type Error = r2d2::Error;
 
     fn connect(&self) -> Result<DbConnection, r2d2::Error> {
-        self.url
+        let conn = self
+            .url
             .establish(self.busy_timeout)
-            .map_err(r2d2::Error::ConnectionError)
+            .map_err(r2d2::Error::ConnectionError)?;
+        // A read-only SQLite file would give a connection that fails every
+        // write; no connection is better (requests answer 503 and name the
+        // cause, and a connection is made again once the file is writable).
+        self.url.check_writable().map_err(read_only)?;
+        Ok(conn)
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
         conn.batch_execute("SELECT 1")
-            .map_err(r2d2::Error::QueryError)
+            .map_err(r2d2::Error::QueryError)?;
+        self.url.check_writable().map_err(read_only)
     }
 
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
         <DbConnection as Connection>::TransactionManager::is_broken_transaction_manager(conn)
     }
+}
+
+fn read_only(why: String) -> r2d2::Error {
+    r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(why))
 }
 
 /// The shared pool.
@@ -177,7 +225,9 @@ pub fn build_pool(
         .connection_timeout(connection_timeout)
         // A connection that PostgreSQL dropped (a restart, a failover) looks
         // healthy to r2d2; testing it on checkout replaces it, so the
-        // service recovers by itself. One `SELECT 1` round trip a request.
+        // service recovers by itself. One `SELECT 1` round trip a request
+        // (and, on SQLite, opening the database files to see that they are
+        // still writable: see `DbUrl::check_writable`).
         .test_on_check_out(true)
         .build_unchecked(DbConnectionManager {
             url: url.clone(),
@@ -218,11 +268,15 @@ impl DbError {
     }
 
     /// Whether the database itself is out of reach or refusing writes
-    /// (connection lost, read-only or full disk): answered with 503.
+    /// (connection lost, read-only or full disk), or a transaction kept
+    /// losing its race after every retry: answered with 503.
     pub fn is_unavailable(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
         match self {
             DbError::Unavailable(_) => true,
+            DbError::Query(Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) => {
+                true
+            }
             DbError::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) => true,
             DbError::Query(Error::DatabaseError(_, info)) => {
                 let message = info.message();

@@ -67,12 +67,31 @@ pub async fn form_pairs(
     match encoding {
         Encoding::Form => serde_urlencoded::from_bytes(&body)
             .map_err(|e| format!("the form body could not be decoded: {e}")),
-        Encoding::Multipart => multipart_pairs(req, body).await,
+        Encoding::Multipart => multipart_pairs(req, body, MULTIPART_DEADLINE).await,
         Encoding::Json => Err("expected a form body".to_owned()),
     }
 }
 
+/// How long decoding a multipart body (already in memory, at most
+/// [`MAX_BODY_BYTES`]) may take. actix-multipart 0.7 never finishes on some
+/// bodies that end inside their closing boundary (it waits for data that
+/// cannot come); such a body is refused instead of holding the request
+/// open for good. A well-formed body decodes in microseconds.
+const MULTIPART_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn multipart_pairs(
+    req: &HttpRequest,
+    body: web::Bytes,
+    deadline: std::time::Duration,
+) -> Result<Vec<(String, String)>, String> {
+    tokio::time::timeout(deadline, decode_multipart(req, body))
+        .await
+        .unwrap_or_else(|_| {
+            Err("the multipart body is malformed: it ends before its closing boundary".to_owned())
+        })
+}
+
+async fn decode_multipart(
     req: &HttpRequest,
     body: web::Bytes,
 ) -> Result<Vec<(String, String)>, String> {
@@ -97,4 +116,39 @@ async fn multipart_pairs(
         pairs.push((name, value));
     }
     Ok(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_multipart_body_cut_anywhere_is_answered() {
+        let boundary = "assent-boundary";
+        let whole = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\nx@example.org\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nAnn\r\n--{boundary}--\r\n"
+        );
+        let req = actix_web::test::TestRequest::default()
+            .insert_header((
+                header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            ))
+            .to_http_request();
+        let complete = multipart_pairs(&req, web::Bytes::from(whole.clone()), MULTIPART_DEADLINE)
+            .await
+            .unwrap();
+        assert_eq!(complete[1], ("name".to_owned(), "Ann".to_owned()));
+        for cut in 1..whole.len() {
+            let body = web::Bytes::copy_from_slice(&whole.as_bytes()[..cut]);
+            let deadline = std::time::Duration::from_millis(50);
+            // Refused (or, cut after the last part, read): never left waiting.
+            let decoded = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                multipart_pairs(&req, body, deadline),
+            )
+            .await;
+            assert!(decoded.is_ok(), "cut at {cut}: no answer");
+        }
+    }
 }

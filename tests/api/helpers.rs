@@ -481,54 +481,62 @@ struct Count {
     n: i64,
 }
 
+/// Every `table.column` of the database at `database_url` whose text
+/// contains `needle` (case-insensitive), searching every text column of
+/// every table.
+pub fn find_text_anywhere_in(database_url: &str, needle: &str) -> Vec<String> {
+    use diesel::RunQueryDsl;
+    let needle = needle.to_lowercase().replace('\'', "''");
+    let url = assent::db::DbUrl::parse(database_url).unwrap();
+    let mut found = Vec::new();
+    match url.establish(std::time::Duration::from_secs(5)).unwrap() {
+        DbConnection::Postgres(mut conn) => {
+            let columns: Vec<TableColumn> = diesel::sql_query(
+                "SELECT table_name::text AS table_name, column_name::text AS column_name \
+                 FROM information_schema.columns WHERE table_schema = 'public' \
+                 AND data_type IN ('text', 'character varying')",
+            )
+            .load(&mut conn)
+            .unwrap();
+            for c in columns {
+                let sql = format!(
+                    "SELECT count(*) AS n FROM {} WHERE lower({}) LIKE '%{}%'",
+                    c.table_name, c.column_name, needle
+                );
+                let count: Count = diesel::sql_query(sql).get_result(&mut conn).unwrap();
+                if count.n > 0 {
+                    found.push(format!("{}.{}", c.table_name, c.column_name));
+                }
+            }
+        }
+        DbConnection::Sqlite(mut conn) => {
+            let columns: Vec<TableColumn> = diesel::sql_query(
+                "SELECT m.name AS table_name, p.name AS column_name \
+                 FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' AND upper(p.type) = 'TEXT'",
+            )
+            .load(&mut conn)
+            .unwrap();
+            for c in columns {
+                let sql = format!(
+                    "SELECT count(*) AS n FROM {} WHERE lower({}) LIKE '%{}%'",
+                    c.table_name, c.column_name, needle
+                );
+                let count: Count = diesel::sql_query(sql).get_result(&mut conn).unwrap();
+                if count.n > 0 {
+                    found.push(format!("{}.{}", c.table_name, c.column_name));
+                }
+            }
+        }
+    }
+    found
+}
+
 impl TestApp {
     /// Every `table.column` whose text contains `needle` (case-insensitive),
     /// searching every text column of every table.
     pub fn find_text_anywhere(&self, needle: &str) -> Vec<String> {
-        use diesel::RunQueryDsl;
-        let needle = needle.to_lowercase().replace('\'', "''");
-        let mut found = Vec::new();
-        match self.db() {
-            DbConnection::Postgres(mut conn) => {
-                let columns: Vec<TableColumn> = diesel::sql_query(
-                    "SELECT table_name::text AS table_name, column_name::text AS column_name \
-                     FROM information_schema.columns WHERE table_schema = 'public' \
-                     AND data_type IN ('text', 'character varying')",
-                )
-                .load(&mut conn)
-                .unwrap();
-                for c in columns {
-                    let sql = format!(
-                        "SELECT count(*) AS n FROM {} WHERE lower({}) LIKE '%{}%'",
-                        c.table_name, c.column_name, needle
-                    );
-                    let count: Count = diesel::sql_query(sql).get_result(&mut conn).unwrap();
-                    if count.n > 0 {
-                        found.push(format!("{}.{}", c.table_name, c.column_name));
-                    }
-                }
-            }
-            DbConnection::Sqlite(mut conn) => {
-                let columns: Vec<TableColumn> = diesel::sql_query(
-                    "SELECT m.name AS table_name, p.name AS column_name \
-                     FROM sqlite_master m JOIN pragma_table_info(m.name) p \
-                     WHERE m.type = 'table' AND upper(p.type) = 'TEXT'",
-                )
-                .load(&mut conn)
-                .unwrap();
-                for c in columns {
-                    let sql = format!(
-                        "SELECT count(*) AS n FROM {} WHERE lower({}) LIKE '%{}%'",
-                        c.table_name, c.column_name, needle
-                    );
-                    let count: Count = diesel::sql_query(sql).get_result(&mut conn).unwrap();
-                    if count.n > 0 {
-                        found.push(format!("{}.{}", c.table_name, c.column_name));
-                    }
-                }
-            }
-        }
-        found
+        find_text_anywhere_in(&self.database_url, needle)
     }
 
     /// Signs up, confirms and delivers the welcome email; returns the

@@ -1,26 +1,75 @@
 //! A real SMTP server on TCP for tests: it speaks enough ESMTP for lettre,
-//! records what it accepts, and misbehaves on demand (4xx/5xx replies,
-//! dropped connections, a greeting that never comes).
+//! records what it accepts, and misbehaves on demand (4xx/5xx replies at
+//! any stage, dropped connections, a greeting that never comes, replies
+//! held back).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
-/// What the server does with the next message.
+/// Where in the exchange a scripted reply is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Instead of the `220` greeting; the server then closes.
+    Greeting,
+    /// To `MAIL FROM`.
+    MailFrom,
+    /// To `RCPT TO`.
+    RcptTo,
+    /// To the final `.` of the message, which is then not kept.
+    AfterData,
+}
+
+/// What the server does with the next message (or, for [`Stage::Greeting`]
+/// and [`Behaviour::Silent`], the next connection).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Behaviour {
     /// `250` after DATA.
     Accept,
-    /// This reply (e.g. `451 4.3.0 try later`, `550 5.1.1 no such user`) to MAIL FROM.
+    /// This reply (e.g. `451 4.3.0 try later`, `550 5.1.1 no such user`) to
+    /// MAIL FROM: short for `ReplyAt(Stage::MailFrom, …)`.
     Reply(String),
+    /// This reply at that stage. After a `421` the server closes the
+    /// connection, as RFC 5321 says it does.
+    ReplyAt(Stage, String),
+    /// Read the first line of the message after `354`, then close: the
+    /// connection is lost in the middle of DATA, before the final dot.
+    DropMidData,
     /// Read the whole message, then close without a reply.
     DropAfterData,
     /// Accept the connection and never greet.
     Silent,
+    /// Never answer MAIL FROM: hold the client until it goes away (a kill
+    /// in the middle of a send).
+    #[allow(dead_code)] // used by tests/faults
+    Stall,
+    /// Read the whole message, wait this long, keep it, then reply `250`
+    /// (a slow relay: the send is still in progress meanwhile).
+    #[allow(dead_code)] // used by tests/faults
+    DelayAfterData(Duration),
+}
+
+impl Behaviour {
+    /// Whether it acts when a connection opens rather than on a message.
+    fn on_connect(&self) -> bool {
+        matches!(
+            self,
+            Behaviour::Silent | Behaviour::ReplyAt(Stage::Greeting, _)
+        )
+    }
+
+    /// The reply this behaviour gives at `stage`, if any.
+    fn reply_at(&self, stage: Stage) -> Option<&str> {
+        match self {
+            Behaviour::Reply(reply) if stage == Stage::MailFrom => Some(reply),
+            Behaviour::ReplyAt(at, reply) if *at == stage => Some(reply),
+            _ => None,
+        }
+    }
 }
 
 /// A message the server accepted.
@@ -29,6 +78,9 @@ pub struct ReceivedMail {
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
     pub data: String,
+    /// When the server kept it (wall clock).
+    #[allow(dead_code)] // used by tests/faults
+    pub received_at: SystemTime,
 }
 
 #[derive(Default)]
@@ -36,6 +88,7 @@ struct State {
     script: VecDeque<Behaviour>,
     received: Vec<ReceivedMail>,
     attempts: usize,
+    held: usize,
 }
 
 /// The running server.
@@ -44,6 +97,10 @@ pub struct SmtpServer {
     pub port: u16,
     state: Arc<Mutex<State>>,
     arrived: Arc<Notify>,
+    /// Bumped when a behaviour that acts on connect is scripted: idle
+    /// connections then close, so that the client's next message opens a
+    /// new connection and meets it (lettre keeps connections in a pool).
+    close_idle: Arc<watch::Sender<u64>>,
 }
 
 impl SmtpServer {
@@ -62,6 +119,7 @@ impl SmtpServer {
             port,
             state: Arc::new(Mutex::new(State::default())),
             arrived: Arc::new(Notify::new()),
+            close_idle: Arc::new(watch::Sender::new(0)),
         };
         let accepting = server.clone();
         tokio::spawn(async move {
@@ -77,7 +135,11 @@ impl SmtpServer {
 
     /// Queues behaviours for the next messages; afterwards it accepts.
     pub fn script(&self, behaviours: impl IntoIterator<Item = Behaviour>) {
-        self.state.lock().unwrap().script.extend(behaviours);
+        let mut state = self.state.lock().unwrap();
+        state.script.extend(behaviours);
+        if state.script.iter().any(Behaviour::on_connect) {
+            self.close_idle.send_modify(|generation| *generation += 1);
+        }
     }
 
     /// Everything accepted so far.
@@ -90,6 +152,13 @@ impl SmtpServer {
         self.state.lock().unwrap().attempts
     }
 
+    /// Messages whose reply the server held back ([`Behaviour::Stall`],
+    /// [`Behaviour::DelayAfterData`]), counted when the holding begins.
+    #[allow(dead_code)] // used by tests/faults
+    pub fn held(&self) -> usize {
+        self.state.lock().unwrap().held
+    }
+
     fn next_behaviour(&self) -> Behaviour {
         self.state
             .lock()
@@ -99,23 +168,55 @@ impl SmtpServer {
             .unwrap_or(Behaviour::Accept)
     }
 
+    /// Takes the next behaviour if it acts on connect.
+    fn connect_behaviour(&self) -> Option<Behaviour> {
+        let mut state = self.state.lock().unwrap();
+        if state.script.front().is_some_and(Behaviour::on_connect) {
+            state.script.pop_front()
+        } else {
+            None
+        }
+    }
+
+    fn hold(&self) {
+        self.state.lock().unwrap().held += 1;
+    }
+
     async fn serve(&self, stream: TcpStream) -> std::io::Result<()> {
         let (read, mut write) = stream.into_split();
         let mut reader = BufReader::new(read);
-        // The behaviour is decided per message, at MAIL FROM; a silent
-        // server is decided at connect.
-        if self.peek_silent() {
-            tokio::time::sleep(Duration::from_secs(600)).await;
-            return Ok(());
+        let mut close_idle = self.close_idle.subscribe();
+        match self.connect_behaviour() {
+            Some(Behaviour::Silent) => {
+                tokio::time::sleep(Duration::from_secs(600)).await;
+                return Ok(());
+            }
+            Some(Behaviour::ReplyAt(_, reply)) => {
+                write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+                return Ok(());
+            }
+            _ => {}
         }
         write.write_all(b"220 test.smtp ESMTP ready\r\n").await?;
         let mut mail_from = String::new();
         let mut rcpt_to = Vec::new();
         let mut behaviour = Behaviour::Accept;
+        // Between messages; only then may the server close an idle
+        // connection.
+        let mut idle = true;
         let mut line = String::new();
         loop {
             line.clear();
-            if reader.read_line(&mut line).await? == 0 {
+            let read = if idle {
+                tokio::select! {
+                    biased;
+                    _ = close_idle.changed() => return Ok(()),
+                    read = reader.read_line(&mut line) => read?,
+                }
+            } else {
+                reader.read_line(&mut line).await?
+            };
+            if read == 0 {
                 return Ok(());
             }
             let command = line.trim_end().to_owned();
@@ -129,14 +230,36 @@ impl SmtpServer {
             } else if upper.starts_with("MAIL FROM:") {
                 self.state.lock().unwrap().attempts += 1;
                 behaviour = self.next_behaviour();
-                if let Behaviour::Reply(reply) = &behaviour {
-                    write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+                if let Some(reply) = behaviour.reply_at(Stage::MailFrom) {
+                    if write_reply(&mut write, reply).await? {
+                        return Ok(());
+                    }
                     continue;
+                }
+                if behaviour == Behaviour::Stall {
+                    self.hold();
+                    // Until the client goes away, or ten minutes at most.
+                    let _ = tokio::time::timeout(Duration::from_secs(600), async {
+                        let mut ignored = String::new();
+                        while reader.read_line(&mut ignored).await.unwrap_or(0) > 0 {
+                            ignored.clear();
+                        }
+                    })
+                    .await;
+                    return Ok(());
                 }
                 mail_from = command[10..].trim().to_owned();
                 rcpt_to.clear();
+                idle = false;
                 write.write_all(b"250 2.1.0 OK\r\n").await?;
             } else if upper.starts_with("RCPT TO:") {
+                if let Some(reply) = behaviour.reply_at(Stage::RcptTo) {
+                    if write_reply(&mut write, reply).await? {
+                        return Ok(());
+                    }
+                    idle = true;
+                    continue;
+                }
                 rcpt_to.push(command[8..].trim().to_owned());
                 write.write_all(b"250 2.1.5 OK\r\n").await?;
             } else if upper == "DATA" {
@@ -147,19 +270,34 @@ impl SmtpServer {
                     if reader.read_line(&mut line).await? == 0 {
                         return Ok(());
                     }
+                    if behaviour == Behaviour::DropMidData {
+                        return Ok(());
+                    }
                     if line == ".\r\n" || line == ".\n" {
                         break;
                     }
                     let unstuffed = line.strip_prefix('.').unwrap_or(&line);
                     data.push_str(unstuffed);
                 }
+                idle = true;
                 if behaviour == Behaviour::DropAfterData {
                     return Ok(());
+                }
+                if let Some(reply) = behaviour.reply_at(Stage::AfterData) {
+                    if write_reply(&mut write, reply).await? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                if let Behaviour::DelayAfterData(delay) = behaviour {
+                    self.hold();
+                    tokio::time::sleep(delay).await;
                 }
                 self.state.lock().unwrap().received.push(ReceivedMail {
                     mail_from: mail_from.clone(),
                     rcpt_to: rcpt_to.clone(),
                     data,
+                    received_at: SystemTime::now(),
                 });
                 self.arrived.notify_waiters();
                 write.write_all(b"250 2.0.0 queued\r\n").await?;
@@ -167,19 +305,22 @@ impl SmtpServer {
                 write.write_all(b"221 2.0.0 bye\r\n").await?;
                 return Ok(());
             } else {
+                if upper == "RSET" {
+                    idle = true;
+                }
                 // RSET, NOOP and anything else lettre may say.
                 write.write_all(b"250 2.0.0 OK\r\n").await?;
             }
         }
     }
+}
 
-    fn peek_silent(&self) -> bool {
-        let mut state = self.state.lock().unwrap();
-        if state.script.front() == Some(&Behaviour::Silent) {
-            state.script.pop_front();
-            true
-        } else {
-            false
-        }
-    }
+/// Writes a scripted reply; returns whether the connection must close (a
+/// `421`).
+async fn write_reply(
+    write: &mut tokio::net::tcp::OwnedWriteHalf,
+    reply: &str,
+) -> std::io::Result<bool> {
+    write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+    Ok(reply.starts_with("421"))
 }

@@ -29,17 +29,25 @@ async fn three_instances_send_each_email_once() {
         stop.clone(),
         Duration::from_secs(4),
     ));
-    // Meanwhile one address is signed up 30 times across the instances.
+    // Meanwhile one address is signed up 30 times at once, spread over the
+    // three instances: one confirmation email, whichever instance wins.
     let client = reqwest::Client::new();
-    for i in 0..30 {
-        let port = ports[i % ports.len()];
-        let response = client
-            .post(format!("http://127.0.0.1:{port}/subscriptions"))
-            .json(&serde_json::json!({ "email": "bombed@example.org", "consent": true }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
+    let bombing: Vec<_> = (0..30)
+        .map(|i| {
+            let url = format!("http://127.0.0.1:{}/subscriptions", ports[i % ports.len()]);
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .json(&serde_json::json!({ "email": "bombed@example.org", "consent": true }))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    for task in bombing {
+        assert_eq!(task.await.unwrap().unwrap(), 202);
     }
     let report = running.await.unwrap();
     assert!(report.refused.is_empty(), "{:?}", report.refused);
@@ -63,12 +71,30 @@ async fn three_instances_send_each_email_once() {
         .filter(|m| m.rcpt_to.iter().any(|r| r.contains("bombed@example.org")))
         .count();
     assert_eq!(bombed, 1);
+    // All 30 were recorded, 29 of them over the address's budget.
+    let (requested, throttled) = {
+        use assent::db::schema::{consent_events, subscribers};
+        use diesel::prelude::*;
+        let details: Vec<String> = consent_events::table
+            .inner_join(subscribers::table)
+            .filter(subscribers::email_key.eq("bombed@example.org"))
+            .filter(consent_events::kind.eq("consent_requested"))
+            .select(consent_events::details)
+            .load(&mut crate::harness::connect(&url))
+            .unwrap();
+        let throttled = details
+            .iter()
+            .filter(|d| d.contains(r#""throttled":true"#))
+            .count();
+        (details.len(), throttled)
+    };
+    assert_eq!((requested, throttled), (30, 29));
     let stored = stored_signups(&url);
     assert!(report.acknowledged.is_subset(&stored));
     let verified = verify_ledger(&url);
     assert_eq!(verified["ok"], true, "{verified}");
     println!(
-        "instances: sent {} acknowledged {} stored {} delivered {} duplicates {} bombed-address emails {}",
+        "instances: sent {} acknowledged {} stored {} delivered {} duplicates {} bombed-address sign-ups {requested} (throttled {throttled}) emails {}",
         report.sent,
         report.acknowledged.len(),
         stored.len(),
