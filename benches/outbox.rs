@@ -281,10 +281,10 @@ fn main() {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
         let name = format!("assent_bench_outbox_{}", std::process::id());
         let mut conn = diesel::PgConnection::establish(&admin).expect("PostgreSQL for the bench");
-        conn.batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-        ))
-        .expect("scratch database");
+        conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .expect("drop an old scratch database");
+        conn.batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("scratch database");
         let mut url = url::Url::parse(&admin).unwrap();
         url.set_path(&format!("/{name}"));
         (url.to_string(), Some((admin, name)))
