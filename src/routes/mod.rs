@@ -5,6 +5,7 @@ pub mod admin;
 pub mod body;
 pub mod confirm;
 pub mod db_call;
+pub mod error_pages;
 pub mod health;
 pub mod leave;
 pub mod pages;
@@ -12,7 +13,30 @@ pub mod refuse;
 pub mod request;
 pub mod subscribe;
 
-use actix_web::web;
+use actix_web::dev::HttpServiceFactory;
+use actix_web::middleware::from_fn;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::error::{AppError, ErrorKind};
+
+/// Any path or method nothing else answers: 404 in the format asked for.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    Err(AppError::new(
+        ErrorKind::NotFound,
+        request::page_format(&req),
+    ))
+}
+
+/// A path with a token in it, whose every answer carries the headers of
+/// [`request::token_headers`]. Other methods get the usual 404, not 405.
+fn token_resource(path: &str, routes: Vec<actix_web::Route>) -> impl HttpServiceFactory {
+    routes.into_iter().fold(
+        web::resource(path)
+            .wrap(from_fn(request::token_headers))
+            .default_service(web::to(not_found)),
+        |resource, route| resource.route(route),
+    )
+}
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -33,12 +57,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/subscriptions",
             web::method(actix_web::http::Method::OPTIONS).to(subscribe::preflight),
         )
-        .route("/confirm/{token}", web::get().to(confirm::show))
-        .route("/confirm/{token}", web::post().to(confirm::confirm))
-        .route("/unsubscribe/{token}", web::get().to(leave::show))
-        .route("/unsubscribe/{token}", web::post().to(leave::unsubscribe))
-        .route("/withdraw/{token}", web::post().to(leave::withdraw))
-        .route("/refuse/{token}", web::get().to(refuse::show))
-        .route("/refuse/{token}", web::post().to(refuse::act))
+        .service(token_resource(
+            "/confirm/{token}",
+            vec![
+                web::get().to(confirm::show),
+                web::post().to(confirm::confirm),
+            ],
+        ))
+        .service(token_resource(
+            "/unsubscribe/{token}",
+            vec![
+                web::get().to(leave::show),
+                web::post().to(leave::unsubscribe),
+            ],
+        ))
+        .service(token_resource(
+            "/withdraw/{token}",
+            vec![web::post().to(leave::withdraw)],
+        ))
+        .service(token_resource(
+            "/refuse/{token}",
+            vec![web::get().to(refuse::show), web::post().to(refuse::act)],
+        ))
         .configure(admin::configure);
 }

@@ -19,6 +19,9 @@ pub enum Behaviour {
     Reply(String),
     /// Read the whole message, then close without a reply.
     DropAfterData,
+    /// Read the whole message (kept in [`SmtpServer::rejected`]), then
+    /// answer this reply (e.g. `451 4.3.0 try later`) instead of `250`.
+    ReplyAfterData(String),
     /// Accept the connection and never greet.
     Silent,
 }
@@ -35,6 +38,7 @@ pub struct ReceivedMail {
 struct State {
     script: VecDeque<Behaviour>,
     received: Vec<ReceivedMail>,
+    rejected: Vec<ReceivedMail>,
     attempts: usize,
 }
 
@@ -83,6 +87,11 @@ impl SmtpServer {
     /// Everything accepted so far.
     pub fn received(&self) -> Vec<ReceivedMail> {
         self.state.lock().unwrap().received.clone()
+    }
+
+    /// Messages read in full and then refused ([`Behaviour::ReplyAfterData`]).
+    pub fn rejected(&self) -> Vec<ReceivedMail> {
+        self.state.lock().unwrap().rejected.clone()
     }
 
     /// Messages that reached MAIL FROM (accepted or not).
@@ -155,6 +164,15 @@ impl SmtpServer {
                 }
                 if behaviour == Behaviour::DropAfterData {
                     return Ok(());
+                }
+                if let Behaviour::ReplyAfterData(reply) = &behaviour {
+                    self.state.lock().unwrap().rejected.push(ReceivedMail {
+                        mail_from: mail_from.clone(),
+                        rcpt_to: rcpt_to.clone(),
+                        data,
+                    });
+                    write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+                    continue;
                 }
                 self.state.lock().unwrap().received.push(ReceivedMail {
                     mail_from: mail_from.clone(),
