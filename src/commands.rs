@@ -57,7 +57,7 @@ pub fn keys(settings: &ValidSettings, action: KeysCommand) -> anyhow::Result<()>
 pub fn verify_ledger(settings: &ValidSettings) -> anyhow::Result<()> {
     let pool = prepare_database(settings)?;
     let mut conn = pool.get().map_err(DbError::from)?;
-    let report = ledger::verify_all(&mut conn, 5_000)?;
+    let report = ledger::verify_all(&mut conn, ledger::VERIFY_PAGE_SIZE)?;
     println!("{}", serde_json::to_string(&report)?);
     if !report.ok {
         bail!("the consent ledger is broken");

@@ -11,7 +11,7 @@ use minijinja::context;
 use serde::Serialize;
 
 use crate::db::DbError;
-use crate::render::Templates;
+use crate::render::{RenderError, Templates};
 
 /// How a response should be shaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +76,10 @@ pub enum ErrorKind {
 pub struct AppError {
     pub kind: ErrorKind,
     pub format: Format,
-    pub lang: String,
+    /// The slug of the list the request was about, when known: its HTML
+    /// page is then shown in that list's language and from its templates
+    /// (`routes::error_pages`).
+    pub list: Option<String>,
 }
 
 impl AppError {
@@ -85,7 +88,75 @@ impl AppError {
         AppError {
             kind,
             format,
-            lang: "en".to_owned(),
+            list: None,
+        }
+    }
+
+    /// Says which list the failed request was about.
+    pub fn in_list(mut self, slug: &str) -> Self {
+        self.list = Some(slug.to_owned());
+        self
+    }
+
+    /// The list whose page this error is shown on: the one given with
+    /// [`AppError::in_list`], else, for a sign-up's field errors, the list
+    /// whose form the page links back to (`/lists/{slug}/form`, built by
+    /// Assent from a configured list, never from request data).
+    pub fn list_slug(&self) -> Option<&str> {
+        self.list.as_deref().or_else(|| match &self.kind {
+            ErrorKind::Validation { back_url, .. } => back_url
+                .strip_prefix("/lists/")?
+                .strip_suffix("/form")
+                .filter(|slug| !slug.contains('/')),
+            _ => None,
+        })
+    }
+
+    /// Renders the HTML page for this error in `lang` with `render`
+    /// (template name and values), which chooses the templates: the
+    /// built-in ones, or a list's overrides.
+    pub fn render_page(
+        &self,
+        lang: &str,
+        render: &dyn Fn(&str, minijinja::Value) -> Result<String, RenderError>,
+    ) -> Result<String, RenderError> {
+        let (title, detail) = self.page_text(lang);
+        match &self.kind {
+            ErrorKind::Validation { errors, back_url } => {
+                let errors: Vec<minijinja::Value> = errors
+                    .iter()
+                    .map(|e| {
+                        let detail = crate::render::field_error_text(lang, e.code)
+                            .unwrap_or(e.detail.as_str());
+                        context! { field => e.field, code => e.code, detail => detail }
+                    })
+                    .collect();
+                render(
+                    "signup_errors.html",
+                    context! { title => title, errors => errors, back_url => back_url },
+                )
+            }
+            _ => render(
+                "message.html",
+                context! { title => title, message => detail, link => "", link_text => "" },
+            ),
+        }
+    }
+
+    /// The title and text of the HTML page, in `lang` where Assent has a
+    /// translation, else in English (the problem+json wording).
+    fn page_text(&self, lang: &str) -> (String, String) {
+        match crate::render::problem_text(lang, self.code()) {
+            Some((title, detail)) => {
+                let detail = match &self.kind {
+                    ErrorKind::TooManyRequests { retry_after_secs } => {
+                        detail.replace("{secs}", &retry_after_secs.to_string())
+                    }
+                    _ => detail.to_owned(),
+                };
+                (title.to_owned(), detail)
+            }
+            None => (self.title().to_owned(), self.detail()),
         }
     }
 
@@ -285,18 +356,12 @@ impl ResponseError for AppError {
                 problem_response(status, self.code(), self.title(), self.detail(), errors)
             }
             Format::Html => {
-                let rendered = match &self.kind {
-                    ErrorKind::Validation { errors, back_url } => builtin_templates().render(
-                        "signup_errors.html",
-                        &self.lang,
-                        context! { title => self.title(), errors => errors, back_url => back_url },
-                    ),
-                    _ => builtin_templates().render(
-                        "message.html",
-                        &self.lang,
-                        context! { title => self.title(), message => self.detail(), link => "", link_text => "" },
-                    ),
-                };
+                // In English from the built-in templates; a list's page is
+                // rendered again by `routes::error_pages`, which knows the
+                // list's language and templates.
+                let rendered = self.render_page("en", &|name, values| {
+                    builtin_templates().render(name, "en", values)
+                });
                 match rendered {
                     Ok(body) => html_response(status, body, "'none'"),
                     Err(error) => {

@@ -246,9 +246,91 @@ pub fn escape_html(text: &str) -> String {
     escaped
 }
 
+fn is_german(lang: &str) -> bool {
+    lang == "de" || lang.starts_with("de-")
+}
+
+/// The title and text of an error page by problem code, in `lang`, when
+/// that is not English (English pages use the problem+json wording of
+/// `error.rs`). `{secs}` stands for the seconds to wait.
+pub fn problem_text(lang: &str, code: &str) -> Option<(&'static str, &'static str)> {
+    if !is_german(lang) {
+        return None;
+    }
+    Some(match code {
+        "validation_failed" => (
+            "Die Anmeldung ist nicht vollständig",
+            "Bitte korrigieren Sie die markierten Angaben.",
+        ),
+        "malformed_request" => (
+            "Die Anfrage konnte nicht gelesen werden",
+            "Bitte versuchen Sie es noch einmal über die Seite, von der Sie kamen.",
+        ),
+        "not_found" => ("Nicht gefunden", "Unter dieser Adresse gibt es nichts."),
+        "unauthorized" => (
+            "Ein gültiger API-Schlüssel ist nötig",
+            "Senden Sie einen aktiven Admin-API-Schlüssel als `Authorization: Bearer ak_...`.",
+        ),
+        "conflict" => (
+            "Die Anfrage passt nicht zum aktuellen Stand",
+            "Bitte laden Sie die Seite neu und versuchen Sie es noch einmal.",
+        ),
+        "forbidden" => (
+            "Diese Anfrage ist nicht erlaubt",
+            "Von dieser Seite aus ist diese Anfrage nicht erlaubt.",
+        ),
+        "rate_limited" => (
+            "Zu viele Anfragen",
+            "Bitte warten Sie {secs} Sekunden und versuchen Sie es dann noch einmal.",
+        ),
+        "payload_too_large" => ("Die Anfrage ist zu groß", "Senden Sie höchstens 16 KiB."),
+        "unsupported_media_type" => (
+            "Dieses Format wird nicht unterstützt",
+            "Senden Sie application/x-www-form-urlencoded, multipart/form-data oder application/json.",
+        ),
+        "service_unavailable" => (
+            "Der Dienst ist vorübergehend nicht erreichbar",
+            "Bitte versuchen Sie es gleich noch einmal.",
+        ),
+        "internal_error" => (
+            "Bei uns ist etwas schiefgegangen",
+            "Der Fehler wurde protokolliert. Bitte versuchen Sie es später noch einmal.",
+        ),
+        _ => return None,
+    })
+}
+
+/// The text of a sign-up field error by its code, in `lang`, when that is
+/// not English (English pages show the error's own detail).
+pub fn field_error_text(lang: &str, code: &str) -> Option<&'static str> {
+    if !is_german(lang) {
+        return None;
+    }
+    Some(match code {
+        "list_unknown" => "Diese Liste gibt es nicht.",
+        "email_required" => "Bitte geben Sie Ihre E-Mail-Adresse ein.",
+        "email_too_long" => "Die E-Mail-Adresse ist zu lang (höchstens 254 Zeichen).",
+        "email_invalid" => "Bitte geben Sie eine gültige E-Mail-Adresse ein.",
+        "consent_required" => {
+            "Bitte setzen Sie das Häkchen bei der Einwilligung, um sich anzumelden."
+        }
+        "name_too_long" => "Der Name darf höchstens 100 Zeichen lang sein.",
+        "name_invalid" => "Der Name darf keine Zeilenumbrüche oder Steuerzeichen enthalten.",
+        "consent_text_unknown" => "Der Einwilligungstext gehört nicht zu dieser Liste.",
+        "consent_text_mismatch" => "Der Einwilligungstext passt nicht zur Einwilligungsversion.",
+        "consent_version_unknown" => "Die Einwilligungsversion gehört nicht zu dieser Liste.",
+        "source_url_invalid" => "Die Quell-URL ist zu lang oder fehlerhaft.",
+        "proof_of_work_failed" => {
+            "Die automatische Prüfung ist fehlgeschlagen; bitte laden Sie das Formular neu und versuchen Sie es noch einmal."
+        }
+        "wrong_type" => "Ein Feld hat den falschen Typ.",
+        _ => return None,
+    })
+}
+
 /// The words of pages and emails in a language (English unless German).
 pub fn strings(lang: &str) -> Value {
-    if lang == "de" || lang.starts_with("de-") {
+    if is_german(lang) {
         context! {
             email_label => "E-Mail-Adresse",
             name_label => "Name",

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpRequest, HttpServer, web};
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -174,13 +174,6 @@ fn hostname_hint() -> String {
         .collect()
 }
 
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
-    Err(AppError::new(
-        ErrorKind::NotFound,
-        request::page_format(&req),
-    ))
-}
-
 fn extractor_error(error: impl std::fmt::Display, req: &HttpRequest) -> actix_web::Error {
     let format = request::page_format(req);
     AppError::new(ErrorKind::BadRequest(error.to_string()), format).into()
@@ -212,6 +205,9 @@ impl Application {
         let data = web::Data::from(Arc::clone(&context));
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    routes::error_pages::localize,
+                ))
                 .wrap(TracingLogger::<RouteSpans>::new())
                 .wrap(
                     actix_web::middleware::DefaultHeaders::new()
@@ -226,7 +222,7 @@ impl Application {
                         .error_handler(json_error),
                 )
                 .configure(routes::configure)
-                .default_service(web::to(not_found))
+                .default_service(web::to(routes::not_found))
         })
         .listen(listener)?
         .shutdown_timeout(grace);

@@ -330,3 +330,37 @@ where
         }
     }
 }
+
+/// Runs `work` in one read-only snapshot, so several statements see the
+/// database as of one moment: `BEGIN ISOLATION LEVEL REPEATABLE READ READ
+/// ONLY` on PostgreSQL (the snapshot is taken at the first statement); on
+/// SQLite a deferred read transaction, which in WAL mode reads one snapshot
+/// from its first read to its end and never blocks writers. Committed at
+/// the end (it wrote nothing), rolled back on error.
+pub fn read_snapshot<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        DbConnection::Sqlite(inner) => {
+            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN DEFERRED")?
+        }
+        DbConnection::Postgres(inner) => AnsiTransactionManager::begin_transaction_sql(
+            inner,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        )?,
+    }
+    match work(conn) {
+        Ok(value) => {
+            <DbConnection as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(error) => {
+            // As in `write_transaction`: a failed rollback marks the
+            // connection broken and r2d2 discards it.
+            let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
+            Err(error)
+        }
+    }
+}

@@ -9,6 +9,6 @@ pub mod retry;
 pub mod schema;
 
 pub use connection::{
-    Backend, DbConnection, DbError, DbPool, DbUrl, build_pool, write_transaction,
+    Backend, DbConnection, DbError, DbPool, DbUrl, build_pool, read_snapshot, write_transaction,
 };
 pub use retry::{RetryableError, retry};

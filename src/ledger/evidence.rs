@@ -69,27 +69,53 @@ impl Evidence {
     }
 }
 
-/// The hash an event points to.
-pub fn evidence_hash(nonce: &str, evidence: &Evidence) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(b"assent-evidence-v1\0");
-    for value in [
-        Some(nonce),
-        evidence.ip.as_deref(),
-        evidence.ip_source.as_deref(),
-        evidence.user_agent.as_deref(),
-        evidence.source_url.as_deref(),
-    ] {
-        match value {
-            None => hasher.update([0u8]),
-            Some(v) => {
-                hasher.update([1u8]);
-                hasher.update((v.len() as u64).to_be_bytes());
-                hasher.update(v.as_bytes());
+/// Stored evidence, borrowed: what verification recomputes the hash from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvidenceFields<'a> {
+    pub nonce: &'a str,
+    pub ip: Option<&'a str>,
+    pub ip_source: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub source_url: Option<&'a str>,
+}
+
+impl EvidenceFields<'_> {
+    /// The hash an event points to: SHA-256 over a version tag, then each
+    /// field in order, absent or length-prefixed (see
+    /// docs/architecture.md, "Evidence hashing").
+    pub fn hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(b"assent-evidence-v1\0");
+        for value in [
+            Some(self.nonce),
+            self.ip,
+            self.ip_source,
+            self.user_agent,
+            self.source_url,
+        ] {
+            match value {
+                None => hasher.update([0u8]),
+                Some(v) => {
+                    hasher.update([1u8]);
+                    hasher.update((v.len() as u64).to_be_bytes());
+                    hasher.update(v.as_bytes());
+                }
             }
         }
+        hex::encode(hasher.finalize())
     }
-    hex::encode(hasher.finalize())
+}
+
+/// The hash an event points to.
+pub fn evidence_hash(nonce: &str, evidence: &Evidence) -> String {
+    EvidenceFields {
+        nonce,
+        ip: evidence.ip.as_deref(),
+        ip_source: evidence.ip_source.as_deref(),
+        user_agent: evidence.user_agent.as_deref(),
+        source_url: evidence.source_url.as_deref(),
+    }
+    .hash()
 }
 
 #[cfg(test)]
@@ -108,6 +134,42 @@ mod tests {
         let b = e.seal();
         assert_ne!(a.sha256, b.sha256);
         assert_eq!(evidence_hash(&a.nonce, &a.evidence), a.sha256);
+    }
+
+    #[test]
+    fn any_changed_field_changes_the_hash() {
+        let fields = EvidenceFields {
+            nonce: "n",
+            ip: Some("192.0.2.1"),
+            ip_source: Some("peer"),
+            user_agent: Some("UA"),
+            source_url: None,
+        };
+        let original = fields.hash();
+        for changed in [
+            EvidenceFields {
+                nonce: "m",
+                ..fields
+            },
+            EvidenceFields {
+                ip: Some("192.0.2.2"),
+                ..fields
+            },
+            EvidenceFields {
+                ip_source: None,
+                ..fields
+            },
+            EvidenceFields {
+                user_agent: Some(""),
+                ..fields
+            },
+            EvidenceFields {
+                source_url: Some("https://x.example/"),
+                ..fields
+            },
+        ] {
+            assert_ne!(changed.hash(), original, "{changed:?}");
+        }
     }
 
     #[test]

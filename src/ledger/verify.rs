@@ -1,11 +1,14 @@
 //! Verifying the ledger: every chain recomputed from its first event, its
-//! links, its numbering and its stored head; and the ledger head, one hash
-//! over every chain head, that summarises the whole ledger at a moment.
+//! links, its numbering and its stored head, and every evidence row an
+//! event points to recomputed from its nonce and fields; and the ledger
+//! head, one hash over every chain head, that summarises the whole ledger
+//! at a moment.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::chain::{GENESIS_HASH, HashedFields, event_hash};
+use super::evidence::EvidenceFields;
 
 /// An event as stored, for verification.
 #[derive(Debug, Clone)]
@@ -13,6 +16,21 @@ pub struct StoredEvent<'a> {
     pub fields: HashedFields<'a>,
     pub prev_hash: &'a str,
     pub hash: &'a str,
+    /// The evidence row `fields.evidence_sha256` names, if it exists.
+    pub evidence: Option<EvidenceFields<'a>>,
+}
+
+/// A subscriber row as stored, for verification.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredSubscriber<'a> {
+    pub id: &'a str,
+    /// `chain_seq`: how many events the chain should have.
+    pub seq: i64,
+    /// `chain_head`: the hash of the last event.
+    pub head: &'a str,
+    /// Erasure deletes the person's evidence rows, so only an erased
+    /// subscriber's events may point to evidence that is gone.
+    pub erased: bool,
 }
 
 /// The first problem found.
@@ -61,14 +79,18 @@ impl Default for Verifier {
 
 impl Verifier {
     /// Checks one subscriber's chain: `events` in `seq` order, against the
-    /// head stored on the subscriber row.
+    /// head stored on the subscriber row, and the evidence they point to.
     pub fn subscriber(
         &mut self,
-        subscriber_id: &str,
-        stored_seq: i64,
-        stored_head: &str,
+        subscriber: StoredSubscriber<'_>,
         events: &[StoredEvent<'_>],
     ) -> Result<(), Broken> {
+        let StoredSubscriber {
+            id: subscriber_id,
+            seq: stored_seq,
+            head: stored_head,
+            erased,
+        } = subscriber;
         let broken = |seq: i64, event_id: Option<&str>, reason: String| Broken {
             subscriber_id: subscriber_id.to_owned(),
             seq,
@@ -103,6 +125,26 @@ impl Verifier {
                     id,
                     "the event's content does not match its hash".to_owned(),
                 ));
+            }
+            if let Some(expected) = event.fields.evidence_sha256 {
+                match &event.evidence {
+                    Some(evidence) if evidence.hash() != expected => {
+                        return Err(broken(
+                            expected_seq,
+                            id,
+                            "the event's evidence does not match its hash".to_owned(),
+                        ));
+                    }
+                    None if !erased => {
+                        return Err(broken(
+                            expected_seq,
+                            id,
+                            "the event's evidence is missing, but the subscriber was not erased"
+                                .to_owned(),
+                        ));
+                    }
+                    _ => {}
+                }
             }
             prev = recomputed;
             self.events += 1;
@@ -154,5 +196,71 @@ impl Verifier {
             head: None,
             broken: Some(broken),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVIDENCE: EvidenceFields<'static> = EvidenceFields {
+        nonce: "nonce",
+        ip: Some("192.0.2.1"),
+        ip_source: Some("peer"),
+        user_agent: Some("UA"),
+        source_url: None,
+    };
+
+    /// Verifies a one-event chain whose event points to `EVIDENCE`, with
+    /// `stored` as the evidence row found.
+    fn verify_with(stored: Option<EvidenceFields<'_>>, erased: bool) -> Result<(), Broken> {
+        let evidence_sha256 = EVIDENCE.hash();
+        let fields = HashedFields {
+            id: "e1",
+            subscriber_id: "s1",
+            seq: 1,
+            kind: "consent_requested",
+            occurred_at: "2026-01-01T00:00:00.000000Z",
+            subscription_id: Some("sub1"),
+            list_id: Some("l1"),
+            consent_version_id: None,
+            consent_sha256: None,
+            method: Some("form"),
+            evidence_sha256: Some(&evidence_sha256),
+            details: "{}",
+        };
+        let hash = event_hash(GENESIS_HASH, &fields);
+        let event = StoredEvent {
+            fields,
+            prev_hash: GENESIS_HASH,
+            hash: &hash,
+            evidence: stored,
+        };
+        let subscriber = StoredSubscriber {
+            id: "s1",
+            seq: 1,
+            head: &hash,
+            erased,
+        };
+        Verifier::default().subscriber(subscriber, &[event])
+    }
+
+    #[test]
+    fn evidence_is_recomputed() {
+        assert_eq!(verify_with(Some(EVIDENCE), false), Ok(()));
+        let forged = EvidenceFields {
+            ip: Some("198.51.100.7"),
+            ..EVIDENCE
+        };
+        let broken = verify_with(Some(forged), false).unwrap_err();
+        assert_eq!(broken.event_id.as_deref(), Some("e1"));
+        assert!(broken.reason.contains("evidence"), "{broken:?}");
+    }
+
+    #[test]
+    fn only_erasure_explains_missing_evidence() {
+        assert_eq!(verify_with(None, true), Ok(()));
+        let broken = verify_with(None, false).unwrap_err();
+        assert!(broken.reason.contains("missing"), "{broken:?}");
     }
 }

@@ -16,25 +16,22 @@ use crate::db::{DbError, retry, write_transaction};
 use crate::domain::ConfirmationToken;
 use crate::error::{AppError, ErrorKind, Format, html_response, problem_response};
 use crate::registry::ListEntry;
-use crate::routes::request::{self, token_headers};
+use crate::routes::pages::{form_action_origins, render_list_page};
+use crate::routes::request;
 use crate::telemetry::spawn_blocking_in_span;
 
+/// A page about a link; `form_action` lists where its form (if any) may be
+/// sent, redirects after the post included.
 fn page(
     ctx: &AppContext,
     status: StatusCode,
     template: &str,
     list: Option<&ListEntry>,
     values: minijinja::Value,
+    form_action: &str,
 ) -> Result<HttpResponse, AppError> {
-    let lang = list.map(|l| l.language()).unwrap_or("en");
-    let rendered = match list {
-        Some(list) => ctx
-            .templates
-            .render_for(list.slug(), template, lang, values),
-        None => ctx.templates.render(template, lang, values),
-    };
-    let body = rendered.map_err(|e| AppError::internal(e, Format::Html))?;
-    Ok(token_headers(html_response(status, body, "'self'")))
+    let body = render_list_page(ctx, list, template, |_| values)?;
+    Ok(html_response(status, body, form_action))
 }
 
 /// The answer for a link that cannot be used.
@@ -73,13 +70,13 @@ fn refused(
             .unwrap_or_default()
     };
     if format == Format::Json {
-        return Ok(token_headers(problem_response(
+        return Ok(problem_response(
             status,
             code,
             &text(title_key),
             text(body_key),
             None,
-        )));
+        ));
     }
     let link = match (status, list) {
         (StatusCode::GONE, Some(list)) => format!("/lists/{}/form", list.slug()),
@@ -96,6 +93,7 @@ fn refused(
             link => link,
             link_text => text("sign_up_again"),
         },
+        "'none'",
     )
 }
 
@@ -160,12 +158,12 @@ pub async fn show(
     match state {
         LinkState::Valid => {
             if format == Format::Json {
-                return Ok(token_headers(HttpResponse::Ok().json(json!({
+                return Ok(HttpResponse::Ok().json(json!({
                     "status": "pending",
                     "list": list.slug(),
                     "consent_text": version.body,
                     "consent_sha256": version.sha256,
-                }))));
+                })));
             }
             let strings = crate::render::strings(list.language());
             page(
@@ -179,6 +177,9 @@ pub async fn show(
                     consent_text => version.body.as_str(),
                     action => format!("/confirm/{}", token.as_str()),
                 },
+                // The POST answers 303 to the list's confirmed URL, which
+                // may be on another origin.
+                &form_action_origins(list.settings.confirmed_url.clone()),
             )
         }
         LinkState::AlreadyConfirmed => success(&ctx, list, format, false),
@@ -193,16 +194,12 @@ fn success(
     after_post: bool,
 ) -> Result<HttpResponse, AppError> {
     if format == Format::Json {
-        return Ok(token_headers(
-            HttpResponse::Ok().json(json!({ "status": "confirmed", "list": list.slug() })),
-        ));
+        return Ok(HttpResponse::Ok().json(json!({ "status": "confirmed", "list": list.slug() })));
     }
     if after_post && let Some(url) = &list.settings.confirmed_url {
-        return Ok(token_headers(
-            HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, url.as_str()))
-                .finish(),
-        ));
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, url.as_str()))
+            .finish());
     }
     let strings = crate::render::strings(list.language());
     page(
@@ -214,6 +211,7 @@ fn success(
             title => strings.get_attr("confirmed_title").map(|v| v.to_string()).unwrap_or_default(),
             list_name => list.settings.name.as_str(),
         },
+        "'none'",
     )
 }
 
@@ -292,6 +290,32 @@ pub async fn confirm(
             Some(list) => success(&ctx, list, format, true),
             None => Ok(HttpResponse::Ok().json(json!({ "status": "confirmed" }))),
         },
-        ConfirmOutcome::Refused(state) => refused(&ctx, &state, None, format),
+        ConfirmOutcome::Refused(state) => {
+            let list = match state {
+                LinkState::Unknown => None,
+                _ => list_of_token(&ctx, token, format).await?,
+            };
+            refused(&ctx, &state, list.as_deref(), format)
+        }
     }
+}
+
+/// The list a known token belongs to, so a refused link's page is in the
+/// list's language (a read, only on that path).
+async fn list_of_token(
+    ctx: &AppContext,
+    token: ConfirmationToken,
+    format: Format,
+) -> Result<Option<std::sync::Arc<ListEntry>>, AppError> {
+    let digest = token.digest();
+    let now = naive(ctx.clock.now());
+    let pool = ctx.pool.clone();
+    let (_, view) = spawn_blocking_in_span(move || {
+        let mut conn = pool.get().map_err(DbError::from)?;
+        repo::inspect(&mut conn, &digest, now)
+    })
+    .await
+    .map_err(|e| AppError::internal(anyhow::anyhow!("blocking pool: {e}"), format))?
+    .map_err(|e| AppError::database(e, format))?;
+    Ok(view.and_then(|v| ctx.lists.by_id(&v.list_id).cloned()))
 }

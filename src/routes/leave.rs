@@ -17,7 +17,8 @@ use crate::ledger::EventMethod;
 use crate::metrics::Metrics;
 use crate::registry::ListEntry;
 use crate::routes::body::{self, Encoding};
-use crate::routes::request::{self, token_headers};
+use crate::routes::pages::render_list_page;
+use crate::routes::request;
 use crate::telemetry::spawn_blocking_in_span;
 use crate::tokens::Purpose;
 
@@ -66,21 +67,34 @@ fn list_of<'a>(
         .ok_or_else(|| not_found(format))
 }
 
+/// The page after a POST, from the list's templates in its language (the
+/// built-in English one if the list is no longer configured).
 fn result_page(
     ctx: &AppContext,
-    lang: &str,
+    list: Option<&ListEntry>,
     title_key: &str,
     body_key: &str,
 ) -> Result<HttpResponse, AppError> {
-    let body = ctx
-        .templates
-        .render(
-            "message.html",
-            lang,
-            context! { title => text(lang, title_key), message => text(lang, body_key), link => "", link_text => "" },
-        )
-        .map_err(|e| AppError::internal(e, Format::Html))?;
-    Ok(token_headers(html_response(StatusCode::OK, body, "'none'")))
+    let body = render_list_page(ctx, list, "message.html", |lang| {
+        context! { title => text(lang, title_key), message => text(lang, body_key), link => "", link_text => "" }
+    })?;
+    Ok(html_response(StatusCode::OK, body, "'none'"))
+}
+
+/// Attributes an error that happened after the token was checked to the
+/// subscription's list, so its page is in the list's language. Only on
+/// that path does it read the subscription.
+async fn in_list_of(ctx: &AppContext, subscription_id: &str, error: AppError) -> AppError {
+    if error.format != Format::Html {
+        return error;
+    }
+    match load_view(ctx, subscription_id.to_owned(), error.format).await {
+        Ok(view) => match ctx.lists.by_id(&view.subscription.list_id) {
+            Some(list) => error.in_list(list.slug()),
+            None => error,
+        },
+        Err(_) => error,
+    }
 }
 
 /// `GET /unsubscribe/{token}`: what will happen, and the buttons.
@@ -114,29 +128,22 @@ pub async fn show(
         crate::domain::SubscriptionState::Pending | crate::domain::SubscriptionState::Confirmed
     );
     if format == Format::Json {
-        return Ok(token_headers(HttpResponse::Ok().json(json!({
+        return Ok(HttpResponse::Ok().json(json!({
             "list": list.slug(),
             "state": view.state.as_str(),
-        }))));
+        })));
     }
-    let lang = list.language();
-    let body = ctx
-        .templates
-        .render_for(
-            list.slug(),
-            "unsubscribe.html",
-            lang,
-            context! {
-                title => text(lang, "unsubscribe_title"),
-                list_name => list.settings.name.as_str(),
-                already_left => already_left,
-                erased => view.erased,
-                unsubscribe_action => format!("/unsubscribe/{}", token.as_str()),
-                withdraw_action => format!("/withdraw/{}", token.as_str()),
-            },
-        )
-        .map_err(|e| AppError::internal(e, Format::Html))?;
-    Ok(token_headers(html_response(StatusCode::OK, body, "'self'")))
+    let body = render_list_page(&ctx, Some(list), "unsubscribe.html", |lang| {
+        context! {
+            title => text(lang, "unsubscribe_title"),
+            list_name => list.settings.name.as_str(),
+            already_left => already_left,
+            erased => view.erased,
+            unsubscribe_action => format!("/unsubscribe/{}", token.as_str()),
+            withdraw_action => format!("/withdraw/{}", token.as_str()),
+        }
+    })?;
+    Ok(html_response(StatusCode::OK, body, "'self'"))
 }
 
 /// Reads a small form body (url-encoded or multipart) into its fields.
@@ -197,44 +204,48 @@ pub async fn unsubscribe(
     let received = std::time::Instant::now();
     let format = request::page_format(&req);
     let subscription_id = verify(&ctx, &token, format)?;
-    let fields = form_fields(&req, payload, format).await?;
+    let fields = match form_fields(&req, payload, format).await {
+        Ok(fields) => fields,
+        Err(error) => return Err(in_list_of(&ctx, &subscription_id, error).await),
+    };
     let method = match fields.as_slice() {
         [(name, value)] if name == "List-Unsubscribe" && value == "One-Click" => {
             EventMethod::OneClick
         }
         [(name, value)] if name == "action" && value == "unsubscribe" => EventMethod::Page,
         _ => {
-            return Err(AppError::new(
+            let error = AppError::new(
                 ErrorKind::BadRequest(
                     "send List-Unsubscribe=One-Click (RFC 8058) or use the unsubscribe page"
                         .to_owned(),
                 ),
                 format,
-            ));
+            );
+            return Err(in_list_of(&ctx, &subscription_id, error).await);
         }
     };
     let evidence = request::evidence(&req, &ctx.settings.trusted_proxies, None).seal();
     let now = naive(ctx.clock.now());
     let pool = ctx.pool.clone();
     let webhooks = std::sync::Arc::clone(&ctx.webhooks);
+    let id = subscription_id.clone();
     let outcome = spawn_blocking_in_span(move || {
         let mut conn = pool.get().map_err(DbError::from)?;
         retry(|| {
             write_transaction(&mut conn, |conn| {
-                leave::unsubscribe(
-                    conn,
-                    &subscription_id,
-                    method,
-                    Some(&evidence),
-                    &webhooks,
-                    now,
-                )
+                leave::unsubscribe(conn, &id, method, Some(&evidence), &webhooks, now)
             })
         })
     })
     .await
-    .map_err(|e| AppError::internal(anyhow::anyhow!("blocking pool: {e}"), format))?
-    .map_err(|e| AppError::database(e, format))?;
+    .map_err(|e| AppError::internal(anyhow::anyhow!("blocking pool: {e}"), format))?;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let error = AppError::database(e, format);
+            return Err(in_list_of(&ctx, &subscription_id, error).await);
+        }
+    };
     let list_id = match outcome {
         UnsubscribeOutcome::Unknown => return Err(not_found(format)),
         UnsubscribeOutcome::Unsubscribed { list_id } => {
@@ -252,16 +263,10 @@ pub async fn unsubscribe(
         UnsubscribeOutcome::AlreadyLeft { list_id } => list_id,
     };
     if format == Format::Json {
-        return Ok(token_headers(
-            HttpResponse::Ok().json(json!({ "status": "unsubscribed" })),
-        ));
+        return Ok(HttpResponse::Ok().json(json!({ "status": "unsubscribed" })));
     }
-    let lang = ctx
-        .lists
-        .by_id(&list_id)
-        .map(|l| l.language().to_owned())
-        .unwrap_or_else(|| "en".to_owned());
-    result_page(&ctx, &lang, "unsubscribed_title", "unsubscribed_body")
+    let list = ctx.lists.by_id(&list_id).map(|l| l.as_ref());
+    result_page(&ctx, list, "unsubscribed_title", "unsubscribed_body")
 }
 
 /// `POST /withdraw/{token}`: withdraws consent on every list of the person;
@@ -300,7 +305,10 @@ pub async fn withdraw(
 ) -> Result<HttpResponse, AppError> {
     let format = request::page_format(&req);
     let subscription_id = verify(&ctx, &token, format)?;
-    let fields = form_fields(&req, payload, format).await?;
+    let view = load_view(&ctx, subscription_id, format).await?;
+    let list = list_of(&ctx, &view, format)?;
+    let in_list = |error: AppError| error.in_list(list.slug());
+    let fields = form_fields(&req, payload, format).await.map_err(in_list)?;
     let erase = fields.iter().any(|(name, value)| {
         name == "erase"
             && matches!(
@@ -308,8 +316,6 @@ pub async fn withdraw(
                 "true" | "on" | "yes" | "1"
             )
     });
-    let view = load_view(&ctx, subscription_id, format).await?;
-    let lang = list_of(&ctx, &view, format)?.language().to_owned();
     let evidence = request::evidence(&req, &ctx.settings.trusted_proxies, None).seal();
     let now = naive(ctx.clock.now());
     let pool = ctx.pool.clone();
@@ -333,7 +339,7 @@ pub async fn withdraw(
     })
     .await
     .map_err(|e| AppError::internal(anyhow::anyhow!("blocking pool: {e}"), format))?
-    .map_err(|e| AppError::database(e, format))?;
+    .map_err(|e| in_list(AppError::database(e, format)))?;
     tracing::info!(
         withdrawn = outcome.withdrawn,
         erased = outcome.erased,
@@ -350,14 +356,14 @@ pub async fn withdraw(
     }
     let erased = outcome.erased || outcome.already_erased;
     if format == Format::Json {
-        return Ok(token_headers(HttpResponse::Ok().json(json!({
+        return Ok(HttpResponse::Ok().json(json!({
             "status": "withdrawn",
             "erased": erased,
-        }))));
+        })));
     }
     if erased {
-        result_page(&ctx, &lang, "erased_title", "erased_body")
+        result_page(&ctx, Some(list), "erased_title", "erased_body")
     } else {
-        result_page(&ctx, &lang, "withdrawn_title", "withdrawn_body")
+        result_page(&ctx, Some(list), "withdrawn_title", "withdrawn_body")
     }
 }

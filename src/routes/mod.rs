@@ -5,6 +5,7 @@ pub mod admin;
 pub mod body;
 pub mod confirm;
 pub mod db_call;
+pub mod error_pages;
 pub mod health;
 pub mod leave;
 pub mod openapi;
@@ -13,8 +14,53 @@ pub mod refuse;
 pub mod request;
 pub mod subscribe;
 
+use actix_web::dev::HttpServiceFactory;
 use actix_web::http::Method;
-use actix_web::web;
+use actix_web::middleware::from_fn;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::error::{AppError, ErrorKind};
+
+/// Any path or method nothing else answers: 404 in the format asked for.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    Err(AppError::new(
+        ErrorKind::NotFound,
+        request::page_format(&req),
+    ))
+}
+
+/// A path with a token in it, whose every answer carries the headers of
+/// [`request::token_headers`]. Other methods get the usual 404, not 405.
+fn token_resource(path: &str, routes: Vec<actix_web::Route>) -> impl HttpServiceFactory {
+    routes.into_iter().fold(
+        web::resource(path)
+            .wrap(from_fn(request::token_headers))
+            .default_service(web::to(not_found)),
+        |resource, route| resource.route(route),
+    )
+}
+
+/// A path without a token; other methods get the usual 404, not 405.
+fn plain_resource(path: &str, routes: Vec<actix_web::Route>) -> impl HttpServiceFactory {
+    routes.into_iter().fold(
+        web::resource(path).default_service(web::to(not_found)),
+        |resource, route| resource.route(route),
+    )
+}
+
+/// Groups routes by path, keeping the order of first appearance.
+fn by_path(
+    routes: Vec<(&'static str, actix_web::Route)>,
+) -> Vec<(&'static str, Vec<actix_web::Route>)> {
+    let mut grouped: Vec<(&'static str, Vec<actix_web::Route>)> = Vec::new();
+    for (path, route) in routes {
+        match grouped.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, same)) => same.push(route),
+            None => grouped.push((path, vec![route])),
+        }
+    }
+    grouped
+}
 
 /// Declares the public routes once: `register_public` registers exactly
 /// these and `PUBLIC_ROUTES` lists them, so the OpenAPI test can check that
@@ -25,7 +71,15 @@ macro_rules! public_routes {
         pub const PUBLIC_ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
 
         fn register_public(cfg: &mut web::ServiceConfig) {
-            $(cfg.route($path, web::method(Method::$method).to($handler));)*
+            let routes = vec![$(($path, web::method(Method::$method).to($handler))),*];
+            for (path, routes) in by_path(routes) {
+                // Token pages: never referred, never cached, errors included.
+                if path.contains("{token}") {
+                    cfg.service(token_resource(path, routes));
+                } else {
+                    cfg.service(plain_resource(path, routes));
+                }
+            }
         }
     };
 }

@@ -57,6 +57,33 @@ fn render_embeddable(
     Ok(response)
 }
 
+/// Renders a page about a list: the list's override of `template` if it
+/// has one, in the list's language; without a list (not configured any
+/// more) the shared template in English. `values` gets the language.
+pub fn render_list_page(
+    ctx: &AppContext,
+    list: Option<&ListEntry>,
+    template: &str,
+    values: impl FnOnce(&str) -> minijinja::Value,
+) -> Result<String, AppError> {
+    let rendered = match list {
+        Some(list) => ctx.templates.render_for(
+            list.slug(),
+            template,
+            list.language(),
+            values(list.language()),
+        ),
+        None => ctx.templates.render(template, "en", values("en")),
+    };
+    rendered.map_err(|e| {
+        let error = AppError::internal(e, Format::Html);
+        match list {
+            Some(list) => error.in_list(list.slug()),
+            None => error,
+        }
+    })
+}
+
 fn list_or_404<'a>(ctx: &'a AppContext, slug: &str) -> Result<&'a ListEntry, AppError> {
     ctx.lists
         .by_slug(slug)
@@ -64,17 +91,12 @@ fn list_or_404<'a>(ctx: &'a AppContext, slug: &str) -> Result<&'a ListEntry, App
         .ok_or_else(|| AppError::new(ErrorKind::NotFound, Format::Html))
 }
 
-/// The origins a list's form may be sent on to: itself, plus where the
-/// browser is redirected afterwards.
-pub fn form_action_sources(list: &ListEntry) -> String {
+/// The `form-action` sources of a page whose form may end up at `urls`:
+/// `'self'` plus each URL's origin, once. Browsers (Chrome) apply
+/// `form-action` to the redirects that follow a form post too, so every
+/// origin a post may be redirected to must be listed.
+pub fn form_action_origins(urls: impl IntoIterator<Item = url::Url>) -> String {
     let mut sources = vec!["'self'".to_owned()];
-    let urls = list
-        .settings
-        .redirect_urls
-        .iter()
-        .filter_map(|u| url::Url::parse(u).ok())
-        .chain(list.settings.thank_you_url.clone())
-        .chain(list.settings.confirmed_url.clone());
     for url in urls {
         let origin = url.origin().ascii_serialization();
         if !sources.contains(&origin) {
@@ -82,6 +104,19 @@ pub fn form_action_sources(list: &ListEntry) -> String {
         }
     }
     sources.join(" ")
+}
+
+/// The origins a list's hosted form may be sent on to: itself, plus where
+/// the browser is redirected afterwards.
+pub fn form_action_sources(list: &ListEntry) -> String {
+    form_action_origins(
+        list.settings
+            .redirect_urls
+            .iter()
+            .filter_map(|u| url::Url::parse(u).ok())
+            .chain(list.settings.thank_you_url.clone())
+            .chain(list.settings.confirmed_url.clone()),
+    )
 }
 
 /// `GET /`: the lists and their forms.

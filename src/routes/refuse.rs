@@ -12,9 +12,11 @@ use crate::context::AppContext;
 use crate::db::repo::refusal::{self, RefusalView};
 use crate::db::{retry, write_transaction};
 use crate::error::{AppError, ErrorKind, Format, html_response};
+use crate::registry::ListEntry;
 use crate::routes::body::{self, Encoding};
 use crate::routes::db_call::with_conn;
-use crate::routes::request::{self, token_headers};
+use crate::routes::pages::render_list_page;
+use crate::routes::request;
 use crate::tokens::Purpose;
 
 fn text(lang: &str, key: &str) -> String {
@@ -43,11 +45,16 @@ async fn load(
     Ok((subscription_id, view))
 }
 
-fn lang_of(ctx: &AppContext, view: &RefusalView) -> (String, String) {
-    ctx.lists
-        .by_id(&view.list_id)
-        .map(|l| (l.language().to_owned(), l.settings.name.clone()))
-        .unwrap_or_else(|| ("en".to_owned(), String::new()))
+fn list_of<'a>(ctx: &'a AppContext, view: &RefusalView) -> Option<&'a ListEntry> {
+    ctx.lists.by_id(&view.list_id).map(|l| l.as_ref())
+}
+
+/// Attributes an error to the list, when known, for its page's language.
+fn in_list(list: Option<&ListEntry>, error: AppError) -> AppError {
+    match list {
+        Some(list) => error.in_list(list.slug()),
+        None => error,
+    }
 }
 
 /// `GET /refuse/{token}`.
@@ -74,28 +81,22 @@ pub async fn show(
 ) -> Result<HttpResponse, AppError> {
     let format = request::page_format(&req);
     let (_, view) = load(&ctx, &token, format).await?;
-    let (lang, list_name) = lang_of(&ctx, &view);
+    let list = list_of(&ctx, &view);
     let until = view.refused_until.map(|t| t.format("%Y-%m-%d").to_string());
     if format == Format::Json {
-        return Ok(token_headers(
-            HttpResponse::Ok().json(json!({ "refused_until": until })),
-        ));
+        return Ok(HttpResponse::Ok().json(json!({ "refused_until": until })));
     }
-    let body = ctx
-        .templates
-        .render(
-            "refuse.html",
-            &lang,
-            context! {
-                title => text(&lang, "refuse_title"),
-                list_name => list_name,
-                refused_until => until,
-                days => ctx.settings.abuse.refusal_days.to_string(),
-                action => format!("/refuse/{}", token.as_str()),
-            },
-        )
-        .map_err(|e| AppError::internal(e, Format::Html))?;
-    Ok(token_headers(html_response(StatusCode::OK, body, "'self'")))
+    let list_name = list.map(|l| l.settings.name.as_str()).unwrap_or_default();
+    let body = render_list_page(&ctx, list, "refuse.html", |lang| {
+        context! {
+            title => text(lang, "refuse_title"),
+            list_name => list_name,
+            refused_until => until,
+            days => ctx.settings.abuse.refusal_days.to_string(),
+            action => format!("/refuse/{}", token.as_str()),
+        }
+    })?;
+    Ok(html_response(StatusCode::OK, body, "'self'"))
 }
 
 /// `POST /refuse/{token}`.
@@ -133,7 +134,8 @@ pub async fn act(
 ) -> Result<HttpResponse, AppError> {
     let format = request::page_format(&req);
     let (subscription_id, view) = load(&ctx, &token, format).await?;
-    let fail = |kind| AppError::new(kind, format);
+    let list = list_of(&ctx, &view);
+    let fail = |kind| in_list(list, AppError::new(kind, format));
     let encoding = body::encoding_of(&req).filter(|e| *e != Encoding::Json);
     let bytes = body::read_limited(&req, payload).await.map_err(fail)?;
     let Some(encoding) = encoding else {
@@ -156,7 +158,6 @@ pub async fn act(
         (!view.erased).then(|| request::evidence(&req, &ctx.settings.trusted_proxies, None).seal());
     let now = naive(ctx.clock.now());
     let days = ctx.settings.abuse.refusal_days;
-    let (lang, _) = lang_of(&ctx, &view);
     with_conn(&ctx, format, move |conn| {
         retry(|| {
             write_transaction(conn, |conn| {
@@ -168,24 +169,20 @@ pub async fn act(
             })
         })
     })
-    .await?;
+    .await
+    .map_err(|e| in_list(list, e))?;
     if format == Format::Json {
-        return Ok(token_headers(HttpResponse::Ok().json(json!({
+        return Ok(HttpResponse::Ok().json(json!({
             "status": if refuse { "refused" } else { "lifted" },
-        }))));
+        })));
     }
-    let body = ctx
-        .templates
-        .render(
-            "message.html",
-            &lang,
-            context! {
-                title => text(&lang, "refuse_title"),
-                message => text(&lang, if refuse { "refused_done" } else { "lifted_done" }),
-                link => "",
-                link_text => "",
-            },
-        )
-        .map_err(|e| AppError::internal(e, Format::Html))?;
-    Ok(token_headers(html_response(StatusCode::OK, body, "'none'")))
+    let body = render_list_page(&ctx, list, "message.html", |lang| {
+        context! {
+            title => text(lang, "refuse_title"),
+            message => text(lang, if refuse { "refused_done" } else { "lifted_done" }),
+            link => "",
+            link_text => "",
+        }
+    })?;
+    Ok(html_response(StatusCode::OK, body, "'none'"))
 }

@@ -2,7 +2,10 @@
 //! the evidence of where it came from.
 
 use actix_web::HttpRequest;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
+use actix_web::middleware::Next;
 
 use std::net::IpAddr;
 
@@ -140,9 +143,20 @@ pub fn evidence(req: &HttpRequest, trusted: &[IpNet], source_url: Option<String>
     )
 }
 
-/// Pages reached through a token must not leak it onward (`Referer`) nor be
-/// kept in a cache.
-pub fn token_headers(mut response: actix_web::HttpResponse) -> actix_web::HttpResponse {
+/// Middleware for every route whose path carries a token (confirm,
+/// unsubscribe, withdraw, refuse): whatever the answer (page, JSON, error,
+/// redirect), the browser must not send the URL onward in `Referer` nor
+/// keep the answer in a cache.
+pub async fn token_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let request = req.request().clone();
+    let mut response = match next.call(req).await {
+        Ok(response) => response.map_into_boxed_body(),
+        // An error from further in still gets the headers.
+        Err(error) => ServiceResponse::from_err(error, request),
+    };
     let headers = response.headers_mut();
     headers.insert(
         header::REFERRER_POLICY,
@@ -152,7 +166,7 @@ pub fn token_headers(mut response: actix_web::HttpResponse) -> actix_web::HttpRe
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
     );
-    response
+    Ok(response)
 }
 
 /// The `Origin` a browser sent (`null` included: a sandboxed or private

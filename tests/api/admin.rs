@@ -11,8 +11,19 @@ async fn every_admin_route_needs_an_active_key(backend: Backend) {
         assent::db::repo::api_keys::revoke(&mut conn, "old", chrono::Utc::now().naive_utc())
             .unwrap();
     }
-    for (method, path) in assent::routes::admin::ROUTES {
-        let method: Method = method.parse().unwrap();
+    // The table `configure` registers the admin routes from, plus a path
+    // that no route matches.
+    let mut requests: Vec<(Method, String)> = assent::routes::admin::ROUTES
+        .iter()
+        .map(|route| {
+            let method: Method = route.method.as_str().parse().unwrap();
+            (method, route.sample_path())
+        })
+        .collect();
+    assert!(requests.len() > 10);
+    requests.push((Method::GET, "/admin/no-such-route".to_owned()));
+    for (method, path) in &requests {
+        let method = method.clone();
         let none = app
             .client
             .request(method.clone(), app.url(path))

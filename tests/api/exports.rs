@@ -2,7 +2,7 @@ use reqwest::Method;
 
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{Backend, CURRENT_TEXT, spawn_app};
+use crate::helpers::{Backend, CURRENT_TEXT, spawn_app, spawn_app_with};
 
 fn csv_rows(body: &str) -> Vec<Vec<String>> {
     let mut reader = csv::ReaderBuilder::new()
@@ -248,8 +248,235 @@ fn write_config(dir: &std::path::Path) -> String {
     path.to_str().unwrap().to_owned()
 }
 
+/// The app's clock as RFC 3339, for `since`.
+fn rfc3339(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn ndjson(body: &str) -> Vec<serde_json::Value> {
+    body.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+async fn the_events_export_filters_by_since(backend: Backend) {
+    use assent::clock::Clock;
+    let app = spawn_app(backend).await;
+    let key = app.admin_key("auditor");
+    app.sign_up("old@example.org", "newsletter").await;
+    app.clock.advance(chrono::Duration::days(2));
+    let cut = app.clock.now() - chrono::Duration::days(1);
+    app.sign_up("new@example.org", "newsletter").await;
+    app.dispatch_all_pending_emails().await;
+    let all = ndjson(
+        &app.admin_text("/admin/exports/events?format=ndjson", &key)
+            .await,
+    );
+    assert_eq!(all.len(), 4);
+    let since = ndjson(
+        &app.admin_text(
+            &format!("/admin/exports/events?format=ndjson&since={}", rfc3339(cut)),
+            &key,
+        )
+        .await,
+    );
+    // The old address's request is before the cut; its confirmation email
+    // went out after it, with the new address's.
+    let kinds: Vec<_> = since.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "consent_requested",
+            "confirmation_sent",
+            "confirmation_sent"
+        ],
+        "{since:?}"
+    );
+    let old_request = all
+        .iter()
+        .find(|e| e["kind"] == "consent_requested")
+        .unwrap();
+    assert!(since.iter().all(|e| e["id"] != old_request["id"]));
+    assert!(
+        since
+            .iter()
+            .all(|e| e["occurred_at"].as_str().unwrap() >= rfc3339(cut).as_str())
+    );
+    let later = app
+        .admin_text(
+            &format!(
+                "/admin/exports/events?format=ndjson&since={}",
+                rfc3339(app.clock.now() + chrono::Duration::seconds(1))
+            ),
+            &key,
+        )
+        .await;
+    assert!(later.is_empty());
+    let bad = app
+        .admin(Method::GET, "/admin/exports/events?since=yesterday", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+}
+
+async fn iso27560_records_name_controller_retention_withdrawal_and_language(backend: Backend) {
+    let app = spawn_app_with(backend, crate::helpers::SETTINGS_LISTS).await;
+    let key = app.admin_key("dpo");
+    app.confirmed_subscriber("pia@example.org", "records").await;
+    let leaving = app.confirmed_subscriber("rob@example.org", "records").await;
+    app.one_click(&leaving).await;
+    let records = ndjson(
+        &app.admin_text("/admin/exports/consent?format=iso27560&list=records", &key)
+            .await,
+    );
+    assert_eq!(records.len(), 2);
+    for record in &records {
+        assert_eq!(
+            record["controller"],
+            serde_json::json!({
+                "name": "Praxis Dr. Beispiel",
+                "address": "Hauptstr. 1, 10115 Berlin",
+                "contact": "datenschutz@clinic.example",
+            })
+        );
+        assert_eq!(record["retention"], "Zwei Jahre nach dem Widerruf");
+        // The language of the consent text agreed to: the list's.
+        assert_eq!(record["language"], "de");
+        assert_eq!(
+            record["notice"]["consent_text_sha256"],
+            hex::encode(Sha256::digest(
+                "Ich willige ein, den Praxisbrief per E-Mail zu erhalten.".as_bytes()
+            ))
+        );
+    }
+    let by_state = |state: &str| {
+        records
+            .iter()
+            .find(|r| r["event_state"] == state)
+            .unwrap_or_else(|| panic!("no {state} record in {records:?}"))
+    };
+    // Still subscribed: how consent can be withdrawn.
+    let given = by_state("given");
+    assert!(
+        given["withdrawal_method"]
+            .as_str()
+            .unwrap()
+            .contains("one-click unsubscribe"),
+        "{given}"
+    );
+    // Left: how it was withdrawn.
+    let withdrawn = by_state("withdrawn");
+    assert_eq!(withdrawn["withdrawal_method"], "one_click");
+    assert_eq!(withdrawn["event_type"], "withdrawn");
+    // A list without them states no controller and the default retention.
+    app.confirmed_subscriber("pia@example.org", "newsletter")
+        .await;
+    let plain = ndjson(
+        &app.admin_text(
+            "/admin/exports/consent?format=iso27560&list=newsletter",
+            &key,
+        )
+        .await,
+    );
+    assert_eq!(plain[0]["controller"]["name"], serde_json::Value::Null);
+    assert_eq!(plain[0]["language"], "en");
+    assert!(
+        plain[0]["retention"]
+            .as_str()
+            .unwrap()
+            .starts_with("Until consent is withdrawn")
+    );
+}
+
+async fn the_command_line_exports_ndjson_by_list_and_since(backend: Backend) {
+    use assent::clock::Clock;
+    let app = spawn_app(backend).await;
+    app.sign_up("ada@example.org", "newsletter").await;
+    app.sign_up("ben@example.org", "offers").await;
+    app.clock.advance(chrono::Duration::days(2));
+    let cut = app.clock.now() - chrono::Duration::days(1);
+    app.sign_up("cal@example.org", "newsletter").await;
+    app.sign_up("dee@example.org", "offers").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let export = |args: &[&str], out: &std::path::Path| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_assent"))
+            .args(["export", "consent", "--format", "ndjson", "--out"])
+            .arg(out)
+            .args(args)
+            .env("ASSENT_DATABASE_URL", &app.database_url)
+            .env("ASSENT_LOG__FILTER", "warn")
+            .env("ASSENT_CONFIG", &config)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        ndjson(&std::fs::read_to_string(out).unwrap())
+    };
+    let emails = |records: &[serde_json::Value]| {
+        let mut emails: Vec<String> = records
+            .iter()
+            .map(|r| r["email"].as_str().unwrap().to_owned())
+            .collect();
+        emails.sort();
+        emails
+    };
+    let all = export(&[], &dir.path().join("all.ndjson"));
+    assert_eq!(
+        emails(&all),
+        [
+            "ada@example.org",
+            "ben@example.org",
+            "cal@example.org",
+            "dee@example.org"
+        ]
+    );
+    let newsletter = export(&["--list", "newsletter"], &dir.path().join("list.ndjson"));
+    assert_eq!(emails(&newsletter), ["ada@example.org", "cal@example.org"]);
+    assert!(newsletter.iter().all(|r| r["list"] == "newsletter"));
+    let since = rfc3339(cut);
+    let recent = export(&["--since", &since], &dir.path().join("since.ndjson"));
+    assert_eq!(emails(&recent), ["cal@example.org", "dee@example.org"]);
+    let both = export(
+        &["--list", "newsletter", "--since", &since],
+        &dir.path().join("both.ndjson"),
+    );
+    assert_eq!(emails(&both), ["cal@example.org"]);
+    // The same records as the HTTP export with the same filters.
+    let key = app.admin_key("auditor");
+    let http = ndjson(
+        &app.admin_text(
+            &format!("/admin/exports/consent?format=ndjson&list=newsletter&since={since}"),
+            &key,
+        )
+        .await,
+    );
+    assert_eq!(both, http);
+    // A list that does not exist is refused.
+    let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_assent"))
+        .args([
+            "export", "consent", "--format", "ndjson", "--list", "nope", "--out",
+        ])
+        .arg(dir.path().join("nope.ndjson"))
+        .env("ASSENT_DATABASE_URL", &app.database_url)
+        .env("ASSENT_LOG__FILTER", "warn")
+        .env("ASSENT_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("nope"));
+    assert!(!dir.path().join("nope.ndjson").exists());
+}
+
 crate::backend_tests!(
     consent_export_holds_both_steps_with_the_exact_text_hash,
     erasure_keeps_the_ledger_verifiable_and_the_address_out,
     the_command_line_export_matches_the_http_one,
+    the_events_export_filters_by_since,
+    iso27560_records_name_controller_retention_withdrawal_and_language,
+    the_command_line_exports_ndjson_by_list_and_since,
 );

@@ -118,6 +118,46 @@ subjects = { confirmation = "Bitte bestätigen: Angebote der Praxis" }
 text = "Ich willige ein, Angebote per E-Mail zu erhalten."
 "#;
 
+/// Lists for tests of list settings, given to `spawn_app_with`: `instant`
+/// (single opt-in), `quiet` (no welcome email), `mailto` (a `mailto:`
+/// unsubscribe address) and `records` (German, with a controller and a
+/// retention statement for consent records).
+pub const SETTINGS_LISTS: &str = r#"
+[[lists]]
+slug = "instant"
+name = "Instant news"
+from = "instant@clinic.example"
+double_opt_in = false
+[[lists.consent_texts]]
+text = "I agree to receive instant news."
+
+[[lists]]
+slug = "quiet"
+name = "Quiet news"
+from = "quiet@clinic.example"
+welcome = false
+[[lists.consent_texts]]
+text = "I agree to receive quiet news."
+
+[[lists]]
+slug = "mailto"
+name = "Mailto news"
+from = "mailto@clinic.example"
+unsubscribe_mailto = "leave@clinic.example"
+[[lists.consent_texts]]
+text = "I agree to receive mailto news."
+
+[[lists]]
+slug = "records"
+name = "Praxisbrief"
+from = "brief@clinic.example"
+language = "de"
+retention = "Zwei Jahre nach dem Widerruf"
+controller = { name = "Praxis Dr. Beispiel", address = "Hauptstr. 1, 10115 Berlin", contact = "datenschutz@clinic.example" }
+[[lists.consent_texts]]
+text = "Ich willige ein, den Praxisbrief per E-Mail zu erhalten."
+"#;
+
 /// The current consent text of the test list `newsletter`.
 pub const CURRENT_TEXT: &str = "I consent to the transfer and validation of my email address in conjunction with this email service, and I understand that I may withdraw my consent and unsubscribe at any time.";
 

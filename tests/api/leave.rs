@@ -442,6 +442,240 @@ async fn old_links_work_after_a_new_key_is_added_first(backend: Backend) {
     assert!(fresh.contains("/unsubscribe/new."), "{fresh}");
 }
 
+/// Asserts the headers every answer on a token path carries.
+fn assert_token_headers(response: &reqwest::Response, what: &str) {
+    assert_eq!(
+        response
+            .headers()
+            .get("referrer-policy")
+            .map(|v| v.to_str().unwrap()),
+        Some("no-referrer"),
+        "{what}"
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap()),
+        Some("no-store"),
+        "{what}"
+    );
+}
+
+/// GET, a form POST and a JSON POST of a token path, with their statuses.
+async fn token_requests(app: &crate::helpers::TestApp, path: &str) -> Vec<reqwest::Response> {
+    let url = app.url(path);
+    let body = if path.starts_with("/refuse/") {
+        "action=refuse"
+    } else if path.starts_with("/withdraw/") {
+        "erase=true"
+    } else {
+        "List-Unsubscribe=One-Click"
+    };
+    let mut answers = Vec::new();
+    if !path.starts_with("/withdraw/") {
+        answers.push(app.client.get(&url).send().await.unwrap());
+    }
+    for accept in ["text/html", "application/json"] {
+        answers.push(
+            app.client
+                .post(&url)
+                .header("Accept", accept)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap(),
+        );
+    }
+    answers
+}
+
+async fn bad_token_answers_are_neither_referred_nor_cached(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for path in [
+        "/unsubscribe/short",
+        "/unsubscribe/unknownkey.AAAAAAAAAAAAAAAAAAAAAA.AAAA",
+        "/withdraw/short",
+        "/refuse/short",
+        "/confirm/short",
+    ] {
+        for response in token_requests(&app, path).await {
+            assert_eq!(response.status(), 404, "{path}");
+            assert_token_headers(&response, path);
+        }
+    }
+    // A method a token path does not serve is a 404 too, with the headers.
+    let put = app
+        .client
+        .put(app.url("/unsubscribe/short"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 404);
+    assert_token_headers(&put, "PUT /unsubscribe");
+}
+
+async fn a_signed_token_for_no_subscription_is_404_and_changes_nothing(backend: Backend) {
+    use assent::tokens::Purpose;
+    let app = spawn_app(backend).await;
+    app.confirmed_subscriber("sam@example.org", "newsletter")
+        .await;
+    let events_before = app.events_for("sam@example.org").len();
+    let outbox_before = app.outbox_rows();
+    // Correctly signed with the app's own key, for a subscription that
+    // never existed.
+    let nobody = uuid::Uuid::now_v7();
+    let leave = app.context.link_keys.mint(Purpose::Leave, nobody);
+    let refuse = app.context.link_keys.mint(Purpose::Refuse, nobody);
+    for path in [
+        format!("/unsubscribe/{leave}"),
+        format!("/withdraw/{leave}"),
+        format!("/refuse/{refuse}"),
+    ] {
+        for response in token_requests(&app, &path).await {
+            assert_eq!(response.status(), 404, "{path}");
+            assert_token_headers(&response, &path);
+        }
+    }
+    assert_eq!(app.events_for("sam@example.org").len(), events_before);
+    assert_eq!(app.outbox_rows(), outbox_before);
+    assert_eq!(
+        app.subscription_state("sam@example.org", "newsletter")
+            .as_deref(),
+        Some("confirmed")
+    );
+    let refusals: i64 = {
+        use assent::db::schema::refusals;
+        use diesel::prelude::*;
+        refusals::table.count().get_result(&mut app.db()).unwrap()
+    };
+    assert_eq!(refusals, 0);
+}
+
+async fn a_german_lists_pages_are_in_german(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let url = app.confirmed_subscriber("lea@example.org", "offers").await;
+    let page = app.client.get(&url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let body = page.text().await.unwrap();
+    assert!(body.contains(r#"lang="de""#), "{body}");
+    assert!(
+        body.contains("Mit einem Klick melden Sie sich ab von"),
+        "{body}"
+    );
+    // A body the page never sends: the error page is German too.
+    let bad = app
+        .client
+        .post(&url)
+        .form(&[("foo", "bar")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_token_headers(&bad, "400");
+    let body = bad.text().await.unwrap();
+    assert!(body.contains(r#"lang="de""#), "{body}");
+    assert!(
+        body.contains("Die Anfrage konnte nicht gelesen werden"),
+        "{body}"
+    );
+    let withdraw = url.replace("/unsubscribe/", "/withdraw/");
+    let unsupported = app
+        .client
+        .post(&withdraw)
+        .header("Content-Type", "text/plain")
+        .body("erase")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsupported.status(), 415);
+    let body = unsupported.text().await.unwrap();
+    assert!(
+        body.contains("Dieses Format wird nicht unterstützt"),
+        "{body}"
+    );
+    assert_eq!(
+        app.subscription_state("lea@example.org", "offers")
+            .as_deref(),
+        Some("confirmed")
+    );
+    // The button, and the page after it.
+    let done = app
+        .client
+        .post(&url)
+        .form(&[("action", "unsubscribe")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    let body = done.text().await.unwrap();
+    assert!(body.contains(r#"lang="de""#), "{body}");
+    assert!(body.contains("Sie sind abgemeldet"), "{body}");
+    assert_eq!(
+        app.subscription_state("lea@example.org", "offers")
+            .as_deref(),
+        Some("unsubscribed")
+    );
+}
+
+async fn a_mailto_list_advertises_both_ways_to_unsubscribe(backend: Backend) {
+    let app = spawn_app_with(backend, crate::helpers::SETTINGS_LISTS).await;
+    let key = app.admin_key("sender");
+    app.confirmed_subscriber("mo@example.org", "mailto").await;
+    let welcome = app.mails_to("mo@example.org").pop().unwrap();
+    let value = header(&welcome.data, "List-Unsubscribe").unwrap();
+    let (https, mailto) = value.split_once(", ").unwrap();
+    assert!(
+        https.starts_with("<http://127.0.0.1:8080/unsubscribe/") && https.ends_with('>'),
+        "{value}"
+    );
+    assert_eq!(mailto, "<mailto:leave@clinic.example?subject=unsubscribe>");
+    assert_eq!(
+        header(&welcome.data, "List-Unsubscribe-Post").as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
+    // Senders get the same header from the audience.
+    let audience = app.admin_text("/admin/lists/mailto/audience", &key).await;
+    let line: serde_json::Value = serde_json::from_str(audience.lines().next().unwrap()).unwrap();
+    assert_eq!(line["list_unsubscribe"], value.as_str());
+    // A list without the setting advertises the URL alone.
+    app.confirmed_subscriber("mo@example.org", "newsletter")
+        .await;
+    let welcome = app.mails_to("mo@example.org").pop().unwrap();
+    let value = header(&welcome.data, "List-Unsubscribe").unwrap();
+    assert!(!value.contains("mailto:"), "{value}");
+}
+
+async fn generated_link_keys_survive_a_restart(backend: Backend) {
+    // No [tokens] keys: the first start generates the signing key.
+    let app = spawn_app(backend).await;
+    let url = app
+        .confirmed_subscriber("rex@example.org", "newsletter")
+        .await;
+    assert!(url.contains("/unsubscribe/auto."), "{url}");
+    let restarted = app.respawn_with("").await;
+    let url = url.replace(&app.address, &restarted.address);
+    let page = restarted.client.get(&url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    restarted.one_click(&url).await;
+    assert_eq!(
+        restarted
+            .subscription_state("rex@example.org", "newsletter")
+            .as_deref(),
+        Some("unsubscribed")
+    );
+    // And the restarted app signs new links with the same key.
+    let fresh = restarted
+        .confirmed_subscriber("rae@example.org", "newsletter")
+        .await;
+    let on_first = fresh.replace(&restarted.address, &app.address);
+    assert_eq!(
+        app.client.get(&on_first).send().await.unwrap().status(),
+        200
+    );
+}
+
 crate::backend_tests!(
     welcome_mail_carries_one_click_headers,
     one_click_unsubscribe_in_both_encodings,
@@ -451,4 +685,9 @@ crate::backend_tests!(
     erasure_leaves_no_personal_data_and_sign_up_still_works,
     signing_up_after_leaving_needs_double_opt_in_again,
     old_links_work_after_a_new_key_is_added_first,
+    bad_token_answers_are_neither_referred_nor_cached,
+    a_signed_token_for_no_subscription_is_404_and_changes_nothing,
+    a_german_lists_pages_are_in_german,
+    a_mailto_list_advertises_both_ways_to_unsubscribe,
+    generated_link_keys_survive_a_restart,
 );

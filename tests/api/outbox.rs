@@ -1,6 +1,6 @@
 use chrono::Duration;
 
-use crate::helpers::{Backend, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, header, spawn_app, spawn_app_with};
 use crate::smtp_server::{Behaviour, Stage};
 
 async fn a_temporary_failure_is_retried_and_delivered_once(backend: Backend) {
@@ -188,7 +188,40 @@ async fn an_smtp_server_that_is_down_then_back_gets_the_mail(backend: Backend) {
     assert_eq!(app.outbox_rows()[0].0, "sent");
 }
 
+async fn a_retried_confirmation_keeps_its_message_id(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // The relay reads the whole message, then says "later".
+    app.smtp.script([Behaviour::ReplyAt(
+        Stage::AfterData,
+        "451 4.3.0 try again later".to_owned(),
+    )]);
+    app.sign_up("nat@example.org", "newsletter").await;
+    app.dispatch_all_pending_emails().await;
+    let refused = app.smtp.rejected();
+    assert_eq!(refused.len(), 1);
+    assert!(app.mails_to("nat@example.org").is_empty());
+    let first = header(&refused[0].data, "Message-ID").unwrap();
+    let rows = app.outbox_rows();
+    assert_eq!(rows[0].0, "pending");
+    assert!(rows[0].2.as_deref().unwrap().contains("451"), "{rows:?}");
+    app.clock.advance(Duration::seconds(61));
+    assert_eq!(app.dispatch_all_pending_emails().await, 1);
+    let delivered = app.mails_to("nat@example.org");
+    assert_eq!(delivered.len(), 1);
+    let second = header(&delivered[0].data, "Message-ID").unwrap();
+    assert_eq!(first, second);
+    assert!(second.ends_with("@clinic.example>"), "{second}");
+    // The ledger names the Message-ID that was delivered.
+    let sent = app
+        .events_for("nat@example.org")
+        .into_iter()
+        .find(|e| e.kind == "confirmation_sent")
+        .unwrap();
+    assert!(sent.details.contains(&second), "{}", sent.details);
+}
+
 crate::backend_tests!(
+    a_retried_confirmation_keeps_its_message_id,
     an_smtp_server_that_is_down_then_back_gets_the_mail,
     a_temporary_failure_is_retried_and_delivered_once,
     a_permanent_refusal_is_retried_then_dead,

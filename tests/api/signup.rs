@@ -1,7 +1,9 @@
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{Backend, CURRENT_TEXT, header, html_part, spawn_app, text_part};
+use crate::helpers::{
+    Backend, CURRENT_TEXT, header, html_part, spawn_app, spawn_app_with, text_part,
+};
 
 fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
@@ -578,6 +580,263 @@ async fn concurrent_sign_ups_of_one_address_never_fail(backend: Backend) {
     );
 }
 
+async fn form_consent_also_accepts_true_and_1(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for (email, consent) in [("t@example.org", "true"), ("one@example.org", "1")] {
+        let response = app
+            .post_form(&[("email", email), ("consent", consent)])
+            .await;
+        assert_eq!(response.status(), 303, "consent={consent}");
+        assert_eq!(
+            response.headers()["location"],
+            "/lists/newsletter/check-inbox"
+        );
+        assert_eq!(
+            app.subscription_state(email, "newsletter").as_deref(),
+            Some("pending"),
+            "consent={consent}"
+        );
+    }
+    // Anything else is no consent.
+    for consent in ["false", "0", "no", ""] {
+        let response = app
+            .client
+            .post(app.url("/subscriptions"))
+            .header("Accept", "application/json")
+            .form(&[("email", "no@example.org"), ("consent", consent)])
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = problem(response).await;
+        assert_eq!(status, 422, "consent={consent}");
+        assert_eq!(codes(&body), ["consent_required"]);
+    }
+    assert_eq!(app.subscription_state("no@example.org", "newsletter"), None);
+}
+
+async fn consent_version_and_text_together_must_agree(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let version = form_version(&app, "newsletter").await;
+    let agreeing = app
+        .post_json(&json!({
+            "email": "both@example.org",
+            "consent": true,
+            "consent_version": version,
+            "consent_text": CURRENT_TEXT,
+        }))
+        .await;
+    assert_eq!(agreeing.status(), 202);
+    let events = app.events_for("both@example.org");
+    assert_eq!(
+        events[0].consent_sha256.as_deref(),
+        Some(sha256_hex(CURRENT_TEXT).as_str())
+    );
+    assert!(
+        events[0]
+            .details
+            .contains(r#""consent_source":"version_id_and_text""#),
+        "{}",
+        events[0].details
+    );
+    // The older text is registered for the list, but it is not this version.
+    let (status, body) = problem(
+        app.post_json(&json!({
+            "email": "mixed@example.org",
+            "consent": true,
+            "consent_version": version,
+            "consent_text": "An older consent text.",
+        }))
+        .await,
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(codes(&body), ["consent_text_mismatch"]);
+    assert_eq!(body["errors"][0]["field"], "consent_text");
+    assert_eq!(
+        app.subscription_state("mixed@example.org", "newsletter"),
+        None
+    );
+}
+
+async fn bodies_over_16_kib_get_413_problem_json(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let padding = "x".repeat(17 * 1024);
+    let json_body = app
+        .post_json(&json!({ "email": "big@example.org", "consent": true, "name": padding }))
+        .await;
+    let multipart = app
+        .client
+        .post(app.url("/subscriptions"))
+        .header("Accept", "application/json")
+        .multipart(
+            reqwest::multipart::Form::new()
+                .text("email", "big@example.org")
+                .text("consent", "on")
+                .text("name", padding.clone()),
+        )
+        .send()
+        .await
+        .unwrap();
+    for response in [json_body, multipart] {
+        let (status, body) = problem(response).await;
+        assert_eq!(status, 413);
+        assert_eq!(body["code"], "payload_too_large");
+        assert_eq!(body["type"], "urn:assent:problem:payload_too_large");
+        assert_eq!(body["status"], 413);
+        assert_eq!(body["title"], "The request body is too large");
+        assert_eq!(body["detail"], "Send at most 16 KiB.");
+    }
+    // Just under the limit is read.
+    let fits = app
+        .post_json(
+            &json!({ "email": "fits@example.org", "consent": true, "name": "x".repeat(100) }),
+        )
+        .await;
+    assert_eq!(fits.status(), 202);
+    assert_eq!(
+        app.subscription_state("big@example.org", "newsletter"),
+        None
+    );
+}
+
+async fn a_single_opt_in_list_confirms_at_once_and_welcomes(backend: Backend) {
+    let app = spawn_app_with(backend, crate::helpers::SETTINGS_LISTS).await;
+    let response = app.sign_up("solo@example.org", "instant").await;
+    assert_eq!(response.status(), 202);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap(),
+        json!({ "status": "check_inbox" })
+    );
+    assert_eq!(
+        app.subscription_state("solo@example.org", "instant")
+            .as_deref(),
+        Some("confirmed")
+    );
+    let events = app.events_for("solo@example.org");
+    let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["consent_requested", "consent_confirmed"]);
+    assert_eq!(events[1].method.as_deref(), Some("single_opt_in"));
+    assert_eq!(events[0].consent_sha256, events[1].consent_sha256);
+    assert_eq!(
+        events[0].consent_sha256.as_deref(),
+        Some(sha256_hex("I agree to receive instant news.").as_str())
+    );
+    assert_eq!(app.dispatch_all_pending_emails().await, 1);
+    let mails = app.mails_to("solo@example.org");
+    assert_eq!(mails.len(), 1);
+    // The welcome email, not a confirmation request.
+    assert!(app.confirmation_links("solo@example.org").is_empty());
+    assert!(header(&mails[0].data, "List-Unsubscribe").is_some());
+    assert_eq!(mails[0].mail_from, "<instant@clinic.example>");
+}
+
+async fn a_list_without_welcome_sends_no_welcome_email(backend: Backend) {
+    let app = spawn_app_with(backend, crate::helpers::SETTINGS_LISTS).await;
+    app.sign_up("hush@example.org", "quiet").await;
+    assert_eq!(app.dispatch_all_pending_emails().await, 1);
+    let link = app.local(&app.confirmation_links("hush@example.org")[0]);
+    assert_eq!(app.client.post(&link).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.subscription_state("hush@example.org", "quiet")
+            .as_deref(),
+        Some("confirmed")
+    );
+    app.clock.advance(chrono::Duration::days(1));
+    assert_eq!(app.dispatch_all_pending_emails().await, 0);
+    assert_eq!(app.mails_to("hush@example.org").len(), 1);
+    assert_eq!(app.outbox_rows().len(), 1);
+}
+
+async fn an_edited_consent_text_adds_a_version_and_keeps_the_old(backend: Backend) {
+    const BEFORE: &str = r#"[[lists]]
+slug = "edited"
+name = "Edited"
+from = "edited@clinic.example"
+[[lists.consent_texts]]
+text = "I agree to the first wording."
+"#;
+    const AFTER: &str = r#"[[lists]]
+slug = "edited"
+name = "Edited"
+from = "edited@clinic.example"
+[[lists.consent_texts]]
+text = "I agree to the second wording."
+"#;
+    let app = spawn_app_with(backend, BEFORE).await;
+    app.sign_up("early@example.org", "edited").await;
+    let restarted = app.respawn_with(AFTER).await;
+    let key = restarted.admin_key("ops");
+    let list = restarted.admin_json("/admin/lists/edited", &key).await;
+    let versions = list["consent_versions"].as_array().unwrap();
+    let texts: Vec<_> = versions
+        .iter()
+        .map(|v| v["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions.len(), 2, "{list}");
+    assert!(texts.contains(&"I agree to the first wording."), "{list}");
+    assert!(texts.contains(&"I agree to the second wording."), "{list}");
+    let current = versions
+        .iter()
+        .find(|v| v["id"] == list["current_consent_version_id"])
+        .unwrap();
+    assert_eq!(current["text"], "I agree to the second wording.");
+    // The earlier sign-up still points at the text it was shown.
+    assert_eq!(
+        restarted.events_for("early@example.org")[0]
+            .consent_sha256
+            .as_deref(),
+        Some(sha256_hex("I agree to the first wording.").as_str())
+    );
+    // The hosted form now shows the new text.
+    let form = restarted
+        .client
+        .get(restarted.url("/lists/edited/form"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(form.contains("I agree to the second wording."));
+    assert!(!form.contains("I agree to the first wording."));
+}
+
+async fn a_german_lists_form_errors_are_in_german(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = app
+        .post_form(&[("email", "not-an-address"), ("list", "offers")])
+        .await;
+    assert_eq!(response.status(), 422);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let body = response.text().await.unwrap();
+    assert!(body.contains(r#"lang="de""#), "{body}");
+    assert!(
+        body.contains("Die Anmeldung ist nicht vollständig"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Bitte geben Sie eine gültige E-Mail-Adresse ein."),
+        "{body}"
+    );
+    assert!(body.contains("Bitte setzen Sie das Häkchen"), "{body}");
+    assert!(body.contains("Zurück zum Formular"), "{body}");
+    assert!(body.contains(r#"href="/lists/offers/form""#), "{body}");
+    assert!(!body.contains("Please"), "{body}");
+    // The same mistakes on an English list stay English.
+    let english = app.post_form(&[("email", "not-an-address")]).await;
+    let body = english.text().await.unwrap();
+    assert!(body.contains(r#"lang="en""#), "{body}");
+    assert!(
+        body.contains("Please enter a valid email address."),
+        "{body}"
+    );
+}
+
 crate::backend_tests!(
     form_post_ends_in_a_confirmed_subscription,
     json_post_ends_in_a_confirmed_subscription,
@@ -588,4 +847,11 @@ crate::backend_tests!(
     a_browser_gets_a_readable_error_page,
     signing_up_again_answers_the_same_whatever_the_state,
     concurrent_sign_ups_of_one_address_never_fail,
+    form_consent_also_accepts_true_and_1,
+    consent_version_and_text_together_must_agree,
+    bodies_over_16_kib_get_413_problem_json,
+    a_single_opt_in_list_confirms_at_once_and_welcomes,
+    a_list_without_welcome_sends_no_welcome_email,
+    an_edited_consent_text_adds_a_version_and_keeps_the_old,
+    a_german_lists_form_errors_are_in_german,
 );

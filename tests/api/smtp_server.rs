@@ -87,6 +87,7 @@ pub struct ReceivedMail {
 struct State {
     script: VecDeque<Behaviour>,
     received: Vec<ReceivedMail>,
+    rejected: Vec<ReceivedMail>,
     attempts: usize,
     held: usize,
 }
@@ -145,6 +146,11 @@ impl SmtpServer {
     /// Everything accepted so far.
     pub fn received(&self) -> Vec<ReceivedMail> {
         self.state.lock().unwrap().received.clone()
+    }
+
+    /// Messages read in full and then refused (a reply at [`Stage::AfterData`]).
+    pub fn rejected(&self) -> Vec<ReceivedMail> {
+        self.state.lock().unwrap().rejected.clone()
     }
 
     /// Messages that reached MAIL FROM (accepted or not).
@@ -284,6 +290,12 @@ impl SmtpServer {
                     return Ok(());
                 }
                 if let Some(reply) = behaviour.reply_at(Stage::AfterData) {
+                    self.state.lock().unwrap().rejected.push(ReceivedMail {
+                        mail_from: mail_from.clone(),
+                        rcpt_to: rcpt_to.clone(),
+                        data,
+                        received_at: SystemTime::now(),
+                    });
                     if write_reply(&mut write, reply).await? {
                         return Ok(());
                     }

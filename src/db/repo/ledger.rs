@@ -1,11 +1,13 @@
 //! Appending to a subscriber's hash chain, and storing evidence.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::models::{ConsentEventRow, EvidenceRow};
 use crate::db::schema::{consent_events, evidence, subscribers};
-use crate::db::{DbConnection, DbError};
+use crate::db::{DbConnection, DbError, read_snapshot};
 use crate::ledger::chain::{HashedFields, format_time};
 use crate::ledger::evidence::SealedEvidence;
 use crate::ledger::{ChainHead, EventKind, EventMethod, event_hash};
@@ -194,36 +196,82 @@ pub fn events_of(
         .load(conn)?)
 }
 
-/// A page of subscribers `(id, chain_seq, chain_head)` and their events.
-type VerifyPage = (Vec<(String, i64, String)>, Vec<ConsentEventRow>);
+/// A subscriber row as verification reads it: id, `chain_seq`,
+/// `chain_head`, `erased_at`.
+type SubscriberHead = (String, i64, String, Option<NaiveDateTime>);
 
-/// Verifies every chain, paging through subscribers in id order so memory
-/// stays flat whatever the size of the ledger. One thread reads the next
-/// page while the caller's thread hashes the current one.
+/// An evidence row's hashed fields: nonce, IP, IP source, user agent,
+/// source URL.
+type EvidenceData = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// A page of subscribers, their events, and the evidence rows those events
+/// point to (that still exist), by hash.
+type VerifyPage = (
+    Vec<SubscriberHead>,
+    Vec<ConsentEventRow>,
+    HashMap<String, EvidenceData>,
+);
+
+/// Subscribers per verification page: with their events and evidence, a
+/// page is a few megabytes, and up to four are in memory at once (one being
+/// read, two queued, one being checked).
+pub const VERIFY_PAGE_SIZE: i64 = 2_500;
+
+/// Evidence hashes looked up per statement: one array parameter on
+/// PostgreSQL; on SQLite one parameter each, well under its limit of
+/// 32,766.
+const EVIDENCE_LOOKUP_CHUNK: usize = 10_000;
+
+/// Verifies every chain and the evidence its events point to, paging
+/// through subscribers in id order so memory stays flat whatever the size
+/// of the ledger. Everything is read in one read-only snapshot, so
+/// sign-ups committed meanwhile cannot make a sound chain look broken. One
+/// thread reads the next page while the caller's thread hashes the
+/// current one.
 pub fn verify_all(
     conn: &mut DbConnection,
     page_size: i64,
 ) -> Result<crate::ledger::verify::Report, DbError> {
+    verify_all_pausing(conn, page_size, || {})
+}
+
+/// [`verify_all`], calling `pause` on the reading thread after each page of
+/// subscribers is read and before their events are: where a write by
+/// someone else would show as a broken chain if the reads were not one
+/// snapshot. Tests write there; [`verify_all`] passes a no-op.
+pub fn verify_all_pausing(
+    conn: &mut DbConnection,
+    page_size: i64,
+    pause: impl FnMut() + Send,
+) -> Result<crate::ledger::verify::Report, DbError> {
     use crate::ledger::verify::Verifier;
-    let (pages, received) = std::sync::mpsc::sync_channel::<VerifyPage>(2);
-    std::thread::scope(|scope| {
-        let reader = scope.spawn(move || read_pages(conn, page_size, pages));
-        let mut verifier = Verifier::default();
-        let mut broken = None;
-        for (page, rows) in &received {
-            if let Err(problem) = check_page(&mut verifier, &page, &rows) {
-                broken = Some(problem);
-                break;
+    read_snapshot(conn, |conn| {
+        let (pages, received) = std::sync::mpsc::sync_channel::<VerifyPage>(2);
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(move || read_pages(conn, page_size, pages, pause));
+            let mut verifier = Verifier::default();
+            let mut broken = None;
+            for (page, rows, evidence) in &received {
+                if let Err(problem) = check_page(&mut verifier, &page, &rows, &evidence) {
+                    broken = Some(problem);
+                    break;
+                }
             }
-        }
-        // Stops the reader if verification ended early.
-        drop(received);
-        reader
-            .join()
-            .map_err(|_| DbError::Unavailable("the ledger reader panicked".to_owned()))??;
-        Ok(match broken {
-            Some(problem) => verifier.fail(problem),
-            None => verifier.finish(),
+            // Stops the reader if verification ended early.
+            drop(received);
+            reader
+                .join()
+                .map_err(|_| DbError::Unavailable("the ledger reader panicked".to_owned()))??;
+            Ok(match broken {
+                Some(problem) => verifier.fail(problem),
+                None => verifier.finish(),
+            })
         })
     })
 }
@@ -232,10 +280,11 @@ fn read_pages(
     conn: &mut DbConnection,
     page_size: i64,
     pages: std::sync::mpsc::SyncSender<VerifyPage>,
+    mut pause: impl FnMut(),
 ) -> Result<(), DbError> {
     let mut after = String::new();
     loop {
-        let page: Vec<(String, i64, String)> = subscribers::table
+        let page: Vec<SubscriberHead> = subscribers::table
             .filter(subscribers::id.gt(&after))
             .order(subscribers::id.asc())
             .limit(page_size)
@@ -243,12 +292,14 @@ fn read_pages(
                 subscribers::id,
                 subscribers::chain_seq,
                 subscribers::chain_head,
+                subscribers::erased_at,
             ))
             .load(conn)?;
         let Some(last) = page.last() else {
             return Ok(());
         };
         after = last.0.clone();
+        pause();
         // Subscriber pages are contiguous ranges of ids, so their events are
         // one range scan of the (subscriber_id, seq) index.
         let first = page[0].0.clone();
@@ -261,21 +312,58 @@ fn read_pages(
             ))
             .select(ConsentEventRow::as_select())
             .load(conn)?;
-        if pages.send((page, rows)).is_err() {
+        let evidence = evidence_of(conn, &rows)?;
+        if pages.send((page, rows, evidence)).is_err() {
             return Ok(());
         }
     }
 }
 
+/// The evidence rows the events point to, by primary key. A separate
+/// statement rather than a join: PostgreSQL plans the join as a hash join
+/// over the whole evidence table for every page, many times slower than
+/// these index look-ups.
+fn evidence_of(
+    conn: &mut DbConnection,
+    rows: &[ConsentEventRow],
+) -> Result<HashMap<String, EvidenceData>, DbError> {
+    let mut hashes: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.evidence_sha256.as_deref())
+        .collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    let mut found = HashMap::with_capacity(hashes.len());
+    for chunk in hashes.chunks(EVIDENCE_LOOKUP_CHUNK) {
+        let loaded: Vec<(String, EvidenceData)> = evidence::table
+            .filter(evidence::sha256.eq_any(chunk))
+            .select((
+                evidence::sha256,
+                (
+                    evidence::nonce,
+                    evidence::ip,
+                    evidence::ip_source,
+                    evidence::user_agent,
+                    evidence::source_url,
+                ),
+            ))
+            .load(conn)?;
+        found.extend(loaded);
+    }
+    Ok(found)
+}
+
 fn check_page(
     verifier: &mut crate::ledger::verify::Verifier,
-    page: &[(String, i64, String)],
+    page: &[SubscriberHead],
     rows: &[ConsentEventRow],
+    evidence: &HashMap<String, EvidenceData>,
 ) -> Result<(), crate::ledger::verify::Broken> {
-    use crate::ledger::verify::StoredEvent;
+    use crate::ledger::evidence::EvidenceFields;
+    use crate::ledger::verify::{StoredEvent, StoredSubscriber};
     let times: Vec<String> = rows.iter().map(|r| format_time(r.occurred_at)).collect();
     let mut start = 0;
-    for (id, seq, head) in page {
+    for (id, seq, head, erased_at) in page {
         let end = start
             + rows[start..]
                 .iter()
@@ -301,9 +389,30 @@ fn check_page(
                 },
                 prev_hash: &row.prev_hash,
                 hash: &row.hash,
+                evidence: row
+                    .evidence_sha256
+                    .as_ref()
+                    .and_then(|h| evidence.get(h))
+                    .map(
+                        |(nonce, ip, ip_source, user_agent, source_url)| EvidenceFields {
+                            nonce,
+                            ip: ip.as_deref(),
+                            ip_source: ip_source.as_deref(),
+                            user_agent: user_agent.as_deref(),
+                            source_url: source_url.as_deref(),
+                        },
+                    ),
             })
             .collect();
-        verifier.subscriber(id, *seq, head, &events)?;
+        verifier.subscriber(
+            StoredSubscriber {
+                id,
+                seq: *seq,
+                head,
+                erased: erased_at.is_some(),
+            },
+            &events,
+        )?;
         start = end;
     }
     if let Some(orphan) = rows.get(start) {

@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 
 use super::Admin;
 use crate::context::AppContext;
-use crate::db::repo::ledger::verify_all;
+use crate::db::repo::ledger::{VERIFY_PAGE_SIZE, verify_all};
 use crate::error::{AppError, Format};
 use crate::routes::db_call::with_conn;
 
@@ -23,7 +23,10 @@ use crate::routes::db_call::with_conn;
     ),
 )]
 pub async fn verify(_admin: Admin, ctx: web::Data<AppContext>) -> Result<HttpResponse, AppError> {
-    let report = with_conn(&ctx, Format::Json, |conn| verify_all(conn, 5_000)).await?;
+    let report = with_conn(&ctx, Format::Json, |conn| {
+        verify_all(conn, VERIFY_PAGE_SIZE)
+    })
+    .await?;
     if !report.ok {
         tracing::error!(broken = ?report.broken, "the consent ledger failed verification");
     }

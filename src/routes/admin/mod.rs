@@ -10,7 +10,7 @@ pub mod subjects;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
+use actix_web::http::{Method, header};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 
@@ -82,49 +82,145 @@ async fn unknown(_admin: Admin) -> Result<actix_web::HttpResponse, AppError> {
     Err(AppError::new(ErrorKind::NotFound, Format::Json))
 }
 
-/// Registers the admin routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/admin")
-            .wrap(from_fn(require_key))
-            .route("/lists", web::get().to(lists::index))
-            .route("/lists/{slug}", web::get().to(lists::show))
-            .route(
-                "/lists/{slug}/consent-versions",
-                web::post().to(lists::register_version),
-            )
-            .route("/lists/{slug}/audience", web::get().to(lists::audience))
-            .route("/subscribers", web::get().to(subjects::lookup))
-            .route("/subjects/{email}", web::delete().to(subjects::erase))
-            .route("/subjects/{email}/export", web::get().to(subjects::export))
-            .route("/exports/consent", web::get().to(exports::consent))
-            .route(
-                "/exports/consent-texts",
-                web::get().to(exports::consent_texts),
-            )
-            .route("/exports/events", web::get().to(exports::events))
-            .route("/ledger/verify", web::get().to(ledger::verify))
-            .route("/outbox", web::get().to(outbox::index))
-            .route("/outbox/{id}/retry", web::post().to(outbox::retry))
-            .default_service(web::to(unknown)),
-    );
+/// One admin route: what `configure` registers, and a request that
+/// reaches it, for tests that walk every route.
+pub struct AdminRoute {
+    pub method: Method,
+    /// The pattern under `/admin`.
+    pub pattern: &'static str,
+    /// A path (and query) under `/admin` that the pattern matches.
+    pub sample: &'static str,
+    handler: fn(actix_web::Route) -> actix_web::Route,
 }
 
-/// Every admin route as (method, path with sample parameters), for tests
-/// that walk them all.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/admin/lists"),
-    ("GET", "/admin/lists/newsletter"),
-    ("POST", "/admin/lists/newsletter/consent-versions"),
-    ("GET", "/admin/lists/newsletter/audience"),
-    ("GET", "/admin/subscribers?email=a@example.org"),
-    ("DELETE", "/admin/subjects/a@example.org"),
-    ("GET", "/admin/subjects/a@example.org/export"),
-    ("GET", "/admin/exports/consent?format=csv"),
-    ("GET", "/admin/exports/consent-texts"),
-    ("GET", "/admin/exports/events?format=ndjson"),
-    ("GET", "/admin/ledger/verify"),
-    ("GET", "/admin/outbox?state=dead"),
-    ("POST", "/admin/outbox/x/retry"),
-    ("GET", "/admin/no-such-route"),
+impl AdminRoute {
+    /// The sample request's full path.
+    pub fn sample_path(&self) -> String {
+        format!("/admin{}", self.sample)
+    }
+}
+
+/// Every admin route. `configure` registers exactly these, so the list
+/// cannot drift from what is served.
+pub const ROUTES: &[AdminRoute] = &[
+    AdminRoute {
+        method: Method::GET,
+        pattern: "/lists",
+        sample: "/lists",
+        handler: |r| r.to(lists::index),
+    },
+    AdminRoute {
+        method: Method::GET,
+        pattern: "/lists/{slug}",
+        sample: "/lists/newsletter",
+        handler: |r| r.to(lists::show),
+    },
+    AdminRoute {
+        method: Method::POST,
+        pattern: "/lists/{slug}/consent-versions",
+        sample: "/lists/newsletter/consent-versions",
+        handler: |r| r.to(lists::register_version),
+    },
+    AdminRoute {
+        method: Method::GET,
+        pattern: "/lists/{slug}/audience",
+        sample: "/lists/newsletter/audience",
+        handler: |r| r.to(lists::audience),
+    },
+    AdminRoute {
+        method: Method::GET,
+        pattern: "/subscribers",
+        sample: "/subscribers?email=a@example.org",
+        handler: |r| r.to(subjects::lookup),
+    },
+    AdminRoute {
+        method: Method::DELETE,
+        pattern: "/subjects/{email}",
+        sample: "/subjects/a@example.org",
+        handler: |r| r.to(subjects::erase),
+    },
+    AdminRoute {
+        method: Method::GET,
+        pattern: "/subjects/{email}/export",
+        sample: "/subjects/a@example.org/export",
+        handler: |r| r.to(subjects::export),
+    },
+    AdminRoute {
+        method: Method::GET,
+        pattern: "/exports/consent",
+        sample: "/exports/consent?format=csv",
+        handler: |r| r.to(exports::consent),
+    },
+    AdminRoute {
+        method: Method::GET,
+        pattern: "/exports/consent-texts",
+        sample: "/exports/consent-texts",
+        handler: |r| r.to(exports::consent_texts),
+    },
+    AdminRoute {
+        method: Method::GET,
+        pattern: "/exports/events",
+        sample: "/exports/events?format=ndjson",
+        handler: |r| r.to(exports::events),
+    },
+    AdminRoute {
+        method: Method::GET,
+        pattern: "/ledger/verify",
+        sample: "/ledger/verify",
+        handler: |r| r.to(ledger::verify),
+    },
+    AdminRoute {
+        method: Method::GET,
+        pattern: "/outbox",
+        sample: "/outbox?state=dead",
+        handler: |r| r.to(outbox::index),
+    },
+    AdminRoute {
+        method: Method::POST,
+        pattern: "/outbox/{id}/retry",
+        sample: "/outbox/x/retry",
+        handler: |r| r.to(outbox::retry),
+    },
 ];
+
+/// Registers the admin routes: every entry of [`ROUTES`], behind the key
+/// check, and a default that answers 401 or 404.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let scope = ROUTES.iter().fold(
+        web::scope("/admin").wrap(from_fn(require_key)),
+        |scope, route| {
+            scope.route(
+                route.pattern,
+                (route.handler)(web::method(route.method.clone())),
+            )
+        },
+    );
+    cfg.service(scope.default_service(web::to(unknown)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sample_reaches_its_own_route() {
+        for route in ROUTES {
+            let path = route.sample.split('?').next().unwrap_or_default();
+            let matching: Vec<_> = ROUTES
+                .iter()
+                .filter(|other| {
+                    other.method == route.method
+                        && actix_web::dev::ResourceDef::new(other.pattern).is_match(path)
+                })
+                .map(|other| other.pattern)
+                .collect();
+            assert_eq!(
+                matching,
+                [route.pattern],
+                "{} {}",
+                route.method,
+                route.sample
+            );
+        }
+    }
+}
