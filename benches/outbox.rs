@@ -86,6 +86,8 @@ impl Sink {
     }
 
     async fn serve(&self, stream: TcpStream) -> std::io::Result<()> {
+        // Replies go out at once, as a relay's do (no Nagle delay).
+        stream.set_nodelay(true)?;
         let (read, mut write) = stream.into_split();
         let mut lines = BufReader::new(read);
         write.write_all(b"220 sink ESMTP\r\n").await?;
@@ -149,6 +151,7 @@ async fn generator_connection(port: u16, deadline: Instant, next: Arc<AtomicU64>
     let Ok(stream) = TcpStream::connect(("127.0.0.1", port)).await else {
         return 0;
     };
+    let _ = stream.set_nodelay(true);
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     let mut line = String::new();

@@ -55,7 +55,8 @@ pub fn record_batch(
     } else {
         match write_transaction(conn, |conn| batch_transaction(conn, batch)) {
             Ok(slots) => slots,
-            Err(SignupError::Db(error)) if error.is_unavailable() => {
+            // A lost race is worth retrying sign-up by sign-up (below).
+            Err(SignupError::Db(error)) if error.is_unavailable() && !error.is_retryable() => {
                 // Retrying each sign-up would only fail again, later.
                 let why = error.to_string();
                 return batch
@@ -183,10 +184,10 @@ fn batch_transaction(
         }
         let result = conn.transaction(|conn| record(conn, &pending.input, pending.now));
         slots[index] = Some(match result {
+            Err(SignupError::Db(error)) if error.is_retryable() => Slot::Alone,
             Err(SignupError::Db(error)) if error.is_unavailable() => {
                 return Err(SignupError::Db(error));
             }
-            Err(SignupError::Db(error)) if error.is_retryable() => Slot::Alone,
             other => Slot::Done(other),
         });
     }
