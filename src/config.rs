@@ -136,7 +136,7 @@ impl Default for MailSettings {
     fn default() -> Self {
         MailSettings {
             send_timeout_secs: 30,
-            smtp_pool_max_size: 4,
+            smtp_pool_max_size: 8,
         }
     }
 }

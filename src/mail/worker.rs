@@ -127,8 +127,10 @@ pub async fn dispatch_due(ctx: &SharedContext) -> Result<usize, WorkerError> {
         .into_iter()
         .map(|(row, context)| prepare(ctx, row, context))
         .collect();
+    // One send per pooled SMTP connection: a send mostly waits on the
+    // relay's replies, so throughput grows with the connections.
     let concurrency = match &ctx.mailer {
-        crate::mail::Mailer::Smtp { .. } => 4,
+        crate::mail::Mailer::Smtp { .. } => ctx.settings.mail.smtp_pool_max_size.max(1) as usize,
         crate::mail::Mailer::File(_) => 8,
     };
     let sent: Vec<Sent> = futures_util::stream::iter(prepared)

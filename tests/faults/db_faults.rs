@@ -334,7 +334,12 @@ async fn sqlite_read_only_gives_503_then_recovers() {
     std::fs::create_dir(&data).unwrap();
     let mut options = Options {
         env: vec![
-            ("ASSENT_LOG__FILTER", "info".to_owned()),
+            // Sign-ups are logged at debug (the hot path): shown here, so
+            // the test can check they are masked.
+            (
+                "ASSENT_LOG__FILTER",
+                "info,assent::routes::subscribe=debug".to_owned(),
+            ),
             ("ASSENT_DATABASE__CONNECTION_TIMEOUT_MS", "1000".to_owned()),
         ],
         capture_log: true,
