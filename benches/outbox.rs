@@ -18,16 +18,13 @@ use std::time::{Duration, Instant};
 
 use assent::clock::{Clock, SystemClock, naive};
 use assent::config::Settings;
-use assent::db::repo::lists::ConsentRef;
-use assent::db::repo::signup::{
-    ConfirmationBudget, ConsentSource, PendingSignup, SignupInput, record_batch,
-};
-use assent::domain::{ConfirmationToken, EmailAddress};
-use assent::ledger::{EventMethod, Evidence};
+use assent::db::repo::signup::{PendingSignup, record_batch};
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+
+mod common;
 
 struct Options {
     backend: String,
@@ -209,43 +206,18 @@ async fn reference_rate(port: u16, connections: usize, seconds: u64) -> f64 {
 
 /// Queues `rows` confirmation emails the way sign-ups do (in batches).
 fn fill(ctx: &assent::context::SharedContext, rows: usize) {
-    let list = ctx.lists.by_slug("newsletter").unwrap().clone();
     let mut conn = ctx.pool.get().unwrap();
     let now = naive(ctx.clock.now());
     let mut done = 0;
     while done < rows {
         let batch: Vec<PendingSignup> = (done..(done + 500).min(rows))
-            .map(|n| {
-                let email = EmailAddress::parse(&format!("w{n}@bench.example")).unwrap();
-                PendingSignup {
-                    input: SignupInput {
-                        list_id: list.id.clone(),
-                        double_opt_in: true,
-                        welcome: true,
-                        email_hmac: ctx.subject_hash(&email),
-                        email,
-                        name: None,
-                        consent: ConsentRef::Id(list.current.id.clone()),
-                        consent_source: ConsentSource::VersionId,
-                        method: EventMethod::Api,
-                        evidence: Evidence::new(
-                            Some("127.0.0.1".into()),
-                            Some("peer"),
-                            Some("bench".into()),
-                            None,
-                        )
-                        .seal(),
-                        token: ConfirmationToken::generate(),
-                        token_ttl: chrono::Duration::days(7),
-                        message_domain: "bench.example".into(),
-                        budget: ConfirmationBudget {
-                            interval: chrono::Duration::minutes(10),
-                            per_day: 3,
-                        },
-                        webhooks: std::sync::Arc::clone(&ctx.webhooks),
-                    },
-                    now,
-                }
+            .map(|n| PendingSignup {
+                input: common::newsletter_signup(
+                    ctx,
+                    &format!("w{n}@bench.example"),
+                    "bench.example",
+                ),
+                now,
             })
             .collect();
         for result in record_batch(&mut conn, &batch) {

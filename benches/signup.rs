@@ -27,14 +27,13 @@ use std::time::{Duration, Instant};
 
 use assent::clock::{Clock, SystemClock, naive};
 use assent::config::Settings;
-use assent::db::repo::lists::ConsentRef;
-use assent::db::repo::signup::{self, ConsentSource, SignupInput};
+use assent::db::repo::signup;
 use assent::db::{DbPool, retry, write_transaction};
-use assent::domain::{ConfirmationToken, EmailAddress};
-use assent::ledger::{EventMethod, Evidence};
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -406,46 +405,18 @@ fn run_direct(
     backend: &'static str,
     seconds: u64,
 ) -> RunResult {
-    let list = ctx.lists.by_slug("newsletter").unwrap().clone();
     let threads = ctx.settings.database.pool_max_size as usize;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|_| {
             let ctx = Arc::clone(ctx);
-            let list = list.clone();
             std::thread::spawn(move || {
                 let mut latencies = Vec::new();
                 let mut conn = ctx.pool.get().unwrap();
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    let email = EmailAddress::parse(&unique_email("d")).unwrap();
-                    let input = SignupInput {
-                        list_id: list.id.clone(),
-                        double_opt_in: true,
-                        welcome: true,
-                        email_hmac: ctx.subject_hash(&email),
-                        email,
-                        name: None,
-                        consent: ConsentRef::Id(list.current.id.clone()),
-                        consent_source: ConsentSource::VersionId,
-                        method: EventMethod::Api,
-                        evidence: Evidence::new(
-                            Some("127.0.0.1".into()),
-                            Some("peer"),
-                            Some("bench".into()),
-                            None,
-                        )
-                        .seal(),
-                        token: ConfirmationToken::generate(),
-                        token_ttl: chrono::Duration::days(7),
-                        message_domain: "localhost".into(),
-                        budget: assent::db::repo::signup::ConfirmationBudget {
-                            interval: chrono::Duration::minutes(10),
-                            per_day: 3,
-                        },
-                        webhooks: std::sync::Arc::clone(&ctx.webhooks),
-                    };
+                    let input = common::newsletter_signup(&ctx, &unique_email("d"), "localhost");
                     let now = naive(ctx.clock.now());
                     retry(|| write_transaction(&mut conn, |c| signup::record(c, &input, now)))
                         .unwrap();
