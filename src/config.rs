@@ -100,7 +100,7 @@ pub struct DatabaseSettings {
     /// How long SQLite waits for the write lock.
     pub sqlite_busy_timeout_ms: u64,
     /// Threads committing sign-ups in batches; 0 picks 1 on SQLite (its
-    /// single writer) and 4 on PostgreSQL.
+    /// single writer) and 2 on PostgreSQL.
     pub signup_writers: u32,
     /// Most sign-ups committed in one transaction.
     pub signup_batch_max: u32,
@@ -950,7 +950,11 @@ impl ValidSettings {
     pub fn signup_writer(&self) -> crate::signup_writer::WriterConfig {
         let writers = match (self.database.signup_writers, self.database_url.backend()) {
             (0, crate::db::Backend::Sqlite) => 1,
-            (0, crate::db::Backend::Postgres) => 4,
+            // One batch collects while the other commits. More writers make
+            // smaller batches that contend in PostgreSQL for the same list
+            // and consent-version rows (their foreign-key locks): 2 writers
+            // recorded 1.6x the sign-ups of 4 in docs/performance.md.
+            (0, crate::db::Backend::Postgres) => 2,
             (n, _) => n as usize,
         };
         crate::signup_writer::WriterConfig {

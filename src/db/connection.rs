@@ -331,6 +331,41 @@ where
     }
 }
 
+/// Runs the look-ups of `work`, inside a transaction, as index look-ups.
+/// They fetch a batch's keys (`email_hmac = ANY($1)`, ...), for which a
+/// sequential scan is never right, yet PostgreSQL picks one while a table
+/// has no statistics (a new database filling up before autovacuum's first
+/// `ANALYZE`): it then assumes each key matches 0.5% of the rows, and with
+/// a batch of keys the whole table. Prepared statements keep such a plan,
+/// so every batch would read every subscriber. `enable_seqscan` is turned
+/// off for these statements only (`SET LOCAL`, turned back on before
+/// returning); the inserts that follow and their foreign-key checks plan
+/// as usual. Outside a transaction, `work` runs in a read-only snapshot.
+/// Nothing to do on SQLite, which looks keys up by index.
+pub fn with_index_lookups<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    let DbConnection::Postgres(pg) = conn else {
+        return work(conn);
+    };
+    let in_transaction = AnsiTransactionManager::transaction_manager_status_mut(pg)
+        .transaction_depth()?
+        .is_some();
+    if !in_transaction {
+        // `SET LOCAL` lasts until the end of the transaction: without one
+        // it would do nothing.
+        return read_snapshot(conn, |conn| with_index_lookups(conn, work));
+    }
+    pg.batch_execute("SET LOCAL enable_seqscan = off")?;
+    let result = work(conn);
+    if let DbConnection::Postgres(pg) = conn {
+        pg.batch_execute("SET LOCAL enable_seqscan = on")?;
+    }
+    result
+}
+
 /// Runs `work` in one read-only snapshot, so several statements see the
 /// database as of one moment: `BEGIN ISOLATION LEVEL REPEATABLE READ READ
 /// ONLY` on PostgreSQL (the snapshot is taken at the first statement); on

@@ -9,6 +9,7 @@ pub mod retry;
 pub mod schema;
 
 pub use connection::{
-    Backend, DbConnection, DbError, DbPool, DbUrl, build_pool, read_snapshot, write_transaction,
+    Backend, DbConnection, DbError, DbPool, DbUrl, build_pool, read_snapshot, with_index_lookups,
+    write_transaction,
 };
 pub use retry::{RetryableError, retry};

@@ -12,7 +12,7 @@ use crate::db::repo::ledger::{self, NewEvent};
 use crate::db::repo::lists::{self, ConsentRef, ConsentVersion};
 use crate::db::repo::outbox::{self, OutboxKind};
 use crate::db::schema::{confirmation_tokens, subscribers, subscriptions};
-use crate::db::{DbConnection, DbError};
+use crate::db::{DbConnection, DbError, with_index_lookups};
 use crate::domain::state::SignupTransition;
 use crate::domain::{ConfirmationToken, EmailAddress, PersonName, SubscriptionState};
 use crate::ledger::evidence::SealedEvidence;
@@ -104,8 +104,17 @@ struct GateData {
 }
 
 impl GateData {
-    /// Reads what `gate` needs for every sign-up at or after `oldest`.
+    /// Reads what `gate` needs for every sign-up at or after `oldest`, by
+    /// index (see `with_index_lookups`).
     fn load(
+        conn: &mut DbConnection,
+        email_hmacs: &[&str],
+        oldest: NaiveDateTime,
+    ) -> Result<Self, DbError> {
+        with_index_lookups(conn, |conn| Self::load_by_index(conn, email_hmacs, oldest))
+    }
+
+    fn load_by_index(
         conn: &mut DbConnection,
         email_hmacs: &[&str],
         oldest: NaiveDateTime,

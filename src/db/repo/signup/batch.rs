@@ -25,7 +25,7 @@ use crate::db::repo::ledger;
 use crate::db::repo::lists::{self, ConsentVersion};
 use crate::db::schema::subscriptions;
 use crate::db::schema::{confirmation_tokens, consent_events, evidence, outbox, subscribers};
-use crate::db::{DbConnection, DbError, retry, write_transaction};
+use crate::db::{DbConnection, DbError, retry, with_index_lookups, write_transaction};
 use crate::ledger::ChainHead;
 
 /// A sign-up waiting for its batch, with the time it arrived.
@@ -93,12 +93,19 @@ struct NewRows {
     outbox: Vec<crate::db::models::OutboxRow>,
 }
 
-/// One multi-row `INSERT`, run on the concrete connection: diesel's
-/// connection enum cannot build batch inserts.
+/// Writes a table's rows of the batch in one statement, run on the
+/// concrete connection (diesel's connection enum cannot build batch
+/// inserts). On PostgreSQL that is `COPY ... FROM STDIN` (binary): a
+/// multi-row `INSERT` is a new statement for every batch size, parsed,
+/// planned and set up anew each time, which cost PostgreSQL more than the
+/// rows themselves (see docs/performance.md); `COPY` has nothing to plan.
+/// SQLite, in-process, inserts the rows with one multi-row `INSERT`.
 macro_rules! insert_rows {
     ($conn:expr, $table:expr, $rows:expr) => {
         match $conn {
-            DbConnection::Postgres(pg) => diesel::insert_into($table).values($rows).execute(pg),
+            DbConnection::Postgres(pg) => {
+                diesel::copy_from($table).from_insertable($rows).execute(pg)
+            }
             DbConnection::Sqlite(lite) => diesel::insert_into($table).values($rows).execute(lite),
         }
     };
@@ -128,15 +135,18 @@ fn batch_transaction(
     let mut list_ids: Vec<&str> = batch.iter().map(|p| p.input.list_id.as_str()).collect();
     list_ids.sort_unstable();
     list_ids.dedup();
-    let versions = lists::versions_of_lists(conn, &list_ids)?;
     let keys: Vec<String> = batch.iter().map(|p| p.input.email.key()).collect();
-    let known: HashSet<String> = subscribers::table
-        .filter(subscribers::email_key.eq_any(&keys))
-        .select(subscribers::email_key)
-        .load::<Option<String>>(conn)?
-        .into_iter()
-        .flatten()
-        .collect();
+    let (versions, known) = with_index_lookups(conn, |conn| {
+        let versions = lists::versions_of_lists(conn, &list_ids)?;
+        let known: HashSet<String> = subscribers::table
+            .filter(subscribers::email_key.eq_any(&keys))
+            .select(subscribers::email_key)
+            .load::<Option<String>>(conn)?
+            .into_iter()
+            .flatten()
+            .collect();
+        Ok::<_, SignupError>((versions, known))
+    })?;
 
     let mut slots: Vec<Option<Slot>> = Vec::with_capacity(batch.len());
     let mut fresh: Vec<(usize, &ConsentVersion)> = Vec::new();
