@@ -1,5 +1,6 @@
 //! Build script: records the git commit the binary is built from, for
-//! `assent --version`.
+//! `assent --version`, and rebuilds when a migration is added (the
+//! migrations are embedded in the binary).
 
 use std::process::Command;
 
@@ -7,6 +8,7 @@ fn main() {
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs");
     println!("cargo:rerun-if-env-changed=ASSENT_GIT_COMMIT");
+    println!("cargo:rerun-if-changed=migrations");
     let commit = std::env::var("ASSENT_GIT_COMMIT")
         .ok()
         .filter(|c| !c.is_empty())

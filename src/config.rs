@@ -166,7 +166,7 @@ impl Default for OutboxSettings {
         OutboxSettings {
             worker: true,
             poll_interval_ms: 1_000,
-            batch_size: 16,
+            batch_size: 256,
             lease_secs: 300,
             max_attempts: 12,
             backoff_base_secs: 30,

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod context;
 pub mod db;
+pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod exports;

@@ -2,6 +2,7 @@
 //! minijinja; HTML templates escape everything they show.
 
 use std::path::Path;
+use std::sync::LazyLock;
 
 use minijinja::{Environment, Value, context};
 
@@ -328,9 +329,20 @@ pub fn field_error_text(lang: &str, code: &str) -> Option<&'static str> {
     })
 }
 
-/// The words of pages and emails in a language (English unless German).
+/// The words of pages and emails in a language (English unless German),
+/// built once: every page and email reads them.
 pub fn strings(lang: &str) -> Value {
+    static GERMAN: LazyLock<Value> = LazyLock::new(|| build_strings(true));
+    static ENGLISH: LazyLock<Value> = LazyLock::new(|| build_strings(false));
     if is_german(lang) {
+        GERMAN.clone()
+    } else {
+        ENGLISH.clone()
+    }
+}
+
+fn build_strings(german: bool) -> Value {
+    if german {
         context! {
             email_label => "E-Mail-Adresse",
             name_label => "Name",

@@ -4,7 +4,8 @@
 pub mod dkim;
 pub mod headers;
 pub mod message;
+pub mod smtp;
 pub mod transport;
 pub mod worker;
 
-pub use transport::{Mailer, SendError};
+pub use transport::{Mailer, Outgoing, SendError};

@@ -1,14 +1,15 @@
-//! Where messages go: an SMTP relay (pooled, every exchange under a
-//! deadline) or `.eml` files in a folder.
+//! Where messages go: an SMTP relay (connections kept open, every exchange
+//! under a deadline) or `.eml` files in a folder.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::Message;
 use secrecy::ExposeSecret;
 
 use crate::config::{MailSettings, MailUrl};
+use crate::mail::smtp::SmtpRelay;
 
 /// A configured transport.
 #[derive(Clone)]
@@ -16,10 +17,23 @@ pub enum Mailer {
     /// Writes `<outbox id>.eml` files.
     File(PathBuf),
     /// Sends through a relay.
-    Smtp {
-        transport: AsyncSmtpTransport<Tokio1Executor>,
-        deadline: Duration,
-    },
+    Smtp(Arc<SmtpRelay>),
+}
+
+/// A message ready for the wire: built, signed and formatted once, before
+/// its turn to be sent comes.
+pub struct Outgoing {
+    envelope: lettre::address::Envelope,
+    bytes: Vec<u8>,
+}
+
+impl From<Message> for Outgoing {
+    fn from(message: Message) -> Self {
+        Outgoing {
+            envelope: message.envelope().clone(),
+            bytes: message.formatted(),
+        }
+    }
 }
 
 /// Why a send failed.
@@ -46,42 +60,23 @@ impl Mailer {
             MailUrl::File(dir) => Ok(Mailer::File(dir.clone())),
             MailUrl::Smtp(url) => {
                 let deadline = Duration::from_secs(settings.send_timeout_secs.max(1));
-                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
-                    .map_err(|e| TransportError(e.to_string()))?
-                    .timeout(Some(deadline))
-                    .pool_config(PoolConfig::new().max_size(settings.smtp_pool_max_size.max(1)))
-                    .build();
-                Ok(Mailer::Smtp {
-                    transport,
+                let relay = SmtpRelay::from_url(
+                    url.expose_secret(),
                     deadline,
-                })
+                    settings.smtp_pool_max_size.max(1) as usize,
+                )
+                .map_err(|e| TransportError(e.to_string()))?;
+                Ok(Mailer::Smtp(Arc::new(relay)))
             }
         }
     }
 
     /// Sends one message. `file_stem` names the file for the file transport
     /// (the outbox id, so a retry overwrites rather than duplicates).
-    pub async fn send(&self, message: Message, file_stem: &str) -> Result<(), SendError> {
+    pub async fn send(&self, mail: &Outgoing, file_stem: &str) -> Result<(), SendError> {
         match self {
-            Mailer::File(dir) => write_eml(dir, file_stem, &message.formatted()).await,
-            Mailer::Smtp {
-                transport,
-                deadline,
-            } => {
-                // lettre's own timeout covers the connect only; a server that
-                // accepts and then stalls must not hold the worker.
-                match tokio::time::timeout(*deadline, transport.send(message)).await {
-                    Err(_) => Err(SendError::Transient(format!(
-                        "no answer within {} s",
-                        deadline.as_secs()
-                    ))),
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(error)) if error.is_permanent() => {
-                        Err(SendError::Permanent(error.to_string()))
-                    }
-                    Ok(Err(error)) => Err(SendError::Transient(error.to_string())),
-                }
-            }
+            Mailer::File(dir) => write_eml(dir, file_stem, &mail.bytes).await,
+            Mailer::Smtp(relay) => relay.send(&mail.envelope, &mail.bytes).await,
         }
     }
 
@@ -89,7 +84,7 @@ impl Mailer {
     pub fn kind(&self) -> &'static str {
         match self {
             Mailer::File(_) => "file",
-            Mailer::Smtp { .. } => "smtp",
+            Mailer::Smtp(_) => "smtp",
         }
     }
 }

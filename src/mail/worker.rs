@@ -1,34 +1,34 @@
-//! The outbox worker: claims due rows under a lease, sends outside any
-//! transaction, records the outcome; retries with exponential backoff and
-//! moves a row to `dead` after the configured attempts. Nothing is dropped.
+//! The outbox worker for mail: claims due rows under a lease, sends
+//! outside any transaction, records the outcome; retries with exponential
+//! backoff and moves a row to `dead` after the configured attempts. Nothing
+//! is dropped.
+//!
+//! `assent serve` runs it as a pipeline of three stages, so that the relay
+//! never waits for the database nor the database for the relay: one claims
+//! due rows and builds their messages ahead (up to two batches claimed and
+//! not yet recorded), one task per SMTP connection sends them, and one
+//! records what was sent, many rows per transaction. [`dispatch_due`] runs
+//! the same steps once, one after the other (tests drive the outbox so).
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::NaiveDateTime;
 use futures_util::StreamExt;
-use lettre::Message;
-use tokio::sync::watch;
+use tokio::sync::{Mutex, Notify, mpsc, watch};
 
 use crate::clock::naive;
 use crate::context::SharedContext;
 use crate::db::models::OutboxRow;
-use crate::db::repo::confirm::{self, ConfirmationMailContext};
+use crate::db::repo::confirm::{self, ConfirmationMailContext, ConfirmationSent};
 use crate::db::repo::outbox::{self, OutboxKind};
-use crate::db::{DbError, retry, write_transaction};
+use crate::db::{DbError, retry, with_index_lookups, write_transaction};
+use crate::delivery::{self, WorkerError, backoff};
 use crate::domain::SubscriptionState;
-use crate::mail::{SendError, message};
+use crate::mail::{Outgoing, SendError, message};
 use crate::metrics::Metrics;
 use crate::telemetry::spawn_blocking_in_span;
 use crate::tokens::Purpose;
-
-/// Why a pass of the worker failed as a whole.
-#[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error("the blocking pool is gone")]
-    Blocking,
-}
 
 /// The mail kinds of outbox rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ enum MailKind {
 enum Prepared {
     Send {
         row: OutboxRow,
-        message: Box<Message>,
+        mail: Outgoing,
         context: ConfirmationMailContext,
     },
     /// Cannot be delivered any more (erased subscriber, subscription no
@@ -52,87 +52,299 @@ enum Prepared {
     Fail { row: OutboxRow, error: String },
 }
 
-/// Runs until `shutdown` turns true, then gives back its leases.
-pub async fn run(ctx: SharedContext, mut shutdown: watch::Receiver<bool>) {
-    let poll = Duration::from_millis(ctx.settings.outbox.poll_interval_ms.max(10));
-    tracing::info!(instance = %ctx.instance_id, mailer = ctx.mailer.kind(), "outbox worker started");
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        match dispatch_due(&ctx).await {
-            Ok(n) if n > 0 => continue,
-            Ok(_) => {}
-            Err(error) => tracing::warn!(error = %error, "outbox pass failed"),
-        }
-        tokio::select! {
-            _ = ctx.outbox_wake.notified() => {}
-            _ = tokio::time::sleep(poll) => {}
-            _ = shutdown.changed() => {}
-        }
+/// Runs until `shutdown` turns true, then gives back its leases: the
+/// sends under way finish, messages claimed but not yet sent are left for
+/// the next start (or another instance), and everything sent is recorded
+/// first.
+pub async fn run(ctx: SharedContext, shutdown: watch::Receiver<bool>) {
+    let connections = ctx.settings.mail.smtp_pool_max_size.max(1) as usize;
+    tracing::info!(instance = %ctx.instance_id, mailer = ctx.mailer.kind(), connections, "outbox worker started");
+    let batch = ctx.settings.outbox.batch_size.max(1) as usize;
+    let in_flight = Count::default();
+    let unrecorded = Count::default();
+    let (to_send, queue) = mpsc::channel::<Prepared>(batch);
+    let queue = Mutex::new(queue);
+    let (to_record, sent) = mpsc::unbounded_channel::<Sent>();
+    let senders = futures_util::future::join_all((0..connections).map(|_| {
+        send_queued(
+            &ctx,
+            &queue,
+            to_record.clone(),
+            Stages {
+                in_flight: &in_flight,
+                unrecorded: &unrecorded,
+            },
+            // What a crash can cause to be sent twice (see `Stages`): one
+            // batch; fewer would hold the relay up while a transaction
+            // records the batch before.
+            batch,
+            shutdown.clone(),
+        )
+    }));
+    drop(to_record);
+    tokio::join!(
+        claim_ahead(&ctx, to_send, &in_flight, batch, shutdown),
+        senders,
+        record_sent_behind(
+            &ctx,
+            sent,
+            Stages {
+                in_flight: &in_flight,
+                unrecorded: &unrecorded,
+            }
+        ),
+    );
+    let mut queue = queue.into_inner();
+    let mut unsent = Vec::new();
+    while let Ok(item) = queue.try_recv() {
+        unsent.push(item.into_row());
+    }
+    release_unsent(&ctx, unsent).await;
+    delivery::release_leases(&ctx, "mail", &OutboxKind::MAIL).await;
+}
+
+/// Gives back claimed rows that were never tried (see
+/// `outbox::release_unsent`).
+async fn release_unsent(ctx: &SharedContext, rows: Vec<OutboxRow>) {
+    if rows.is_empty() {
+        return;
     }
     let pool = ctx.pool.clone();
     let owner = ctx.instance_id.clone();
     let released = spawn_blocking_in_span(move || {
+        let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
         let mut conn = pool.get().map_err(DbError::from)?;
-        outbox::release_leases(&mut conn, &owner, &OutboxKind::MAIL)
+        outbox::release_unsent(&mut conn, &owner, &ids)
     })
     .await;
     match released {
-        Ok(Ok(n)) => tracing::info!(released = n, "outbox worker stopped"),
+        Ok(Ok(n)) => tracing::debug!(released = n, "claimed mail given back unsent"),
         Ok(Err(error)) => {
-            tracing::warn!(error = %error, "outbox worker could not release its leases")
+            tracing::warn!(error = %error, "could not give back unsent mail; its leases will expire")
         }
-        Err(_) => tracing::warn!("outbox worker could not release its leases"),
+        Err(_) => tracing::warn!("could not give back unsent mail; its leases will expire"),
     }
 }
 
-/// One pass: claims a batch of due rows and settles each. Returns how many
-/// rows it claimed (0 when nothing was due).
-pub async fn dispatch_due(ctx: &SharedContext) -> Result<usize, WorkerError> {
+/// A number of rows between two stages, which a stage can wait to fall.
+#[derive(Default)]
+struct Count {
+    rows: AtomicUsize,
+    fell: Notify,
+}
+
+impl Count {
+    fn add(&self, n: usize) {
+        self.rows.fetch_add(n, Ordering::SeqCst);
+    }
+
+    fn sub(&self, n: usize) {
+        self.rows.fetch_sub(n, Ordering::SeqCst);
+        self.fell.notify_waiters();
+    }
+
+    /// Waits until the count is at most `limit`, or shutdown began.
+    async fn wait_until_at_most(&self, limit: usize, shutdown: &mut watch::Receiver<bool>) {
+        loop {
+            let fell = self.fell.notified();
+            tokio::pin!(fell);
+            fell.as_mut().enable();
+            if self.rows.load(Ordering::SeqCst) <= limit || *shutdown.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = fell => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+}
+
+/// The counts the send and record stages keep.
+#[derive(Clone, Copy)]
+struct Stages<'a> {
+    /// Rows claimed and not yet settled (recorded sent, failed, cancelled
+    /// or given back).
+    in_flight: &'a Count,
+    /// Messages the relay accepted that are not yet recorded as sent:
+    /// what a crash would send a second time. The senders wait while too
+    /// many are (a database slower than the relay, or busy: SQLite's
+    /// single writer), which bounds the duplicates a crash can cause.
+    unrecorded: &'a Count,
+}
+
+/// The first stage: claims due rows a batch at a time, builds their
+/// messages and queues them, staying at most two batches ahead of what
+/// is recorded (their leases run from the claim).
+async fn claim_ahead(
+    ctx: &SharedContext,
+    to_send: mpsc::Sender<Prepared>,
+    in_flight: &Count,
+    batch: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        in_flight.wait_until_at_most(batch, &mut shutdown).await;
+        if *shutdown.borrow() {
+            break;
+        }
+        match claim_and_prepare(ctx).await {
+            Ok(prepared) if !prepared.is_empty() => {
+                in_flight.add(prepared.len());
+                for item in prepared {
+                    if to_send.send(item).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = %error, "claiming mail failed"),
+        }
+        delivery::idle(ctx, &ctx.outbox_wake, &mut shutdown).await;
+    }
+}
+
+/// The second stage, once per SMTP connection: takes the next queued
+/// message, sends it (or settles it without sending) and hands what was
+/// sent on to be recorded. Stops after the send under way once shutdown
+/// began.
+async fn send_queued(
+    ctx: &SharedContext,
+    queue: &Mutex<mpsc::Receiver<Prepared>>,
+    to_record: mpsc::UnboundedSender<Sent>,
+    stages: Stages<'_>,
+    most_unrecorded: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let in_flight = stages.in_flight;
+    loop {
+        stages
+            .unrecorded
+            .wait_until_at_most(most_unrecorded, &mut shutdown)
+            .await;
+        let next = {
+            let mut queue = queue.lock().await;
+            tokio::select! {
+                item = queue.recv() => item,
+                _ = shutdown.changed() => None,
+            }
+        };
+        let Some(item) = next else {
+            break;
+        };
+        // A message that waited in the queue behind slow sends is given back
+        // rather than sent once its lease is half gone: its lease could run
+        // out during its own send, and another worker take the row over and
+        // send it too.
+        let lease_left = item
+            .row()
+            .lease_until
+            .map(|until| until - naive(ctx.clock.now()))
+            .unwrap_or_default();
+        if lease_left < send_margin(ctx) {
+            release_unsent(ctx, vec![item.into_row()]).await;
+            in_flight.sub(1);
+            continue;
+        }
+        match settle(ctx, item).await {
+            Ok(Some(sent)) => match to_record.send(sent) {
+                Ok(()) => stages.unrecorded.add(1),
+                Err(lost) => {
+                    tracing::warn!(outbox_id = %lost.0.row.id, "sent but not recorded; the lease will expire and the row be sent again");
+                    in_flight.sub(1);
+                }
+            },
+            Ok(None) => in_flight.sub(1),
+            Err(error) => {
+                tracing::warn!(error = %error, "recording an outbox outcome failed; the lease will expire and the row be retried");
+                in_flight.sub(1);
+            }
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+    }
+}
+
+/// The third stage: records sent mail, everything that arrived while the
+/// previous transaction ran in the next one.
+async fn record_sent_behind(
+    ctx: &SharedContext,
+    mut sent: mpsc::UnboundedReceiver<Sent>,
+    stages: Stages<'_>,
+) {
+    /// Most rows recorded in one transaction.
+    const MOST: usize = 1_000;
+    while let Some(first) = sent.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MOST {
+            match sent.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        let count = batch.len();
+        if let Err(error) = record_sent(ctx, batch).await {
+            tracing::warn!(error = %error, "recording sent mail failed; the leases will expire and the rows be sent again");
+        }
+        stages.unrecorded.sub(count);
+        stages.in_flight.sub(count);
+    }
+}
+
+/// Claims a batch of due rows and builds their messages, on a blocking
+/// thread (off the one that drives the SMTP connections).
+async fn claim_and_prepare(ctx: &SharedContext) -> Result<Vec<Prepared>, WorkerError> {
     let now = ctx.clock.now();
     let lease = chrono::Duration::seconds(ctx.settings.outbox.lease_secs as i64);
     let limit = i64::from(ctx.settings.outbox.batch_size);
-    let pool = ctx.pool.clone();
-    let owner = ctx.instance_id.clone();
-    let claimed = spawn_blocking_in_span(move || {
-        let mut conn = pool.get().map_err(DbError::from)?;
+    let worker = Arc::clone(ctx);
+    let prepared = spawn_blocking_in_span(move || {
+        let mut conn = worker.pool.get().map_err(DbError::from)?;
         let rows = retry(|| {
             outbox::claim_due(
                 &mut conn,
-                &owner,
+                &worker.instance_id,
                 naive(now),
                 naive(now + lease),
                 limit,
                 &OutboxKind::MAIL,
             )
         })?;
-        let mut contexts = Vec::with_capacity(rows.len());
-        for row in rows {
-            let context = match &row.subscription_id {
-                Some(id) => Some(confirm::mail_context(&mut conn, id)?),
-                None => None,
-            };
-            contexts.push((row, context));
-        }
-        Ok::<_, DbError>(contexts)
+        let ids: Vec<&str> = rows
+            .iter()
+            .filter_map(|row| row.subscription_id.as_deref())
+            .collect();
+        let contexts = confirm::mail_contexts(&mut conn, &ids)?;
+        drop(conn);
+        Ok::<_, DbError>(
+            rows.into_iter()
+                .map(|row| {
+                    let context = row
+                        .subscription_id
+                        .as_ref()
+                        .and_then(|id| contexts.get(id).cloned());
+                    prepare(&worker, row, context)
+                })
+                .collect::<Vec<_>>(),
+        )
     })
     .await
     .map_err(|_| WorkerError::Blocking)??;
-    let count = claimed.len();
+    Ok(prepared)
+}
+
+/// One pass: claims a batch of due rows, settles each (up to one per SMTP
+/// connection at once) and records what was sent. Returns how many rows it
+/// claimed (0 when nothing was due).
+pub async fn dispatch_due(ctx: &SharedContext) -> Result<usize, WorkerError> {
+    let prepared = claim_and_prepare(ctx).await?;
+    let count = prepared.len();
     if count == 0 {
         return Ok(0);
     }
-    let prepared: Vec<Prepared> = claimed
-        .into_iter()
-        .map(|(row, context)| prepare(ctx, row, context))
-        .collect();
-    // One send per pooled SMTP connection: a send mostly waits on the
-    // relay's replies, so throughput grows with the connections.
-    let concurrency = match &ctx.mailer {
-        crate::mail::Mailer::Smtp { .. } => ctx.settings.mail.smtp_pool_max_size.max(1) as usize,
-        crate::mail::Mailer::File(_) => 8,
-    };
+    let concurrency = ctx.settings.mail.smtp_pool_max_size.max(1) as usize;
     let sent: Vec<Sent> = futures_util::stream::iter(prepared)
         .map(|item| settle(ctx, item))
         .buffer_unordered(concurrency)
@@ -151,6 +363,33 @@ pub async fn dispatch_due(ctx: &SharedContext) -> Result<usize, WorkerError> {
         tracing::warn!(error = %error, "recording sent mail failed; the leases will expire and the rows be retried");
     }
     Ok(count)
+}
+
+/// How much of its lease a row must have left for a send to start: half.
+/// Rows are sent moments after they are claimed unless the relay is slow;
+/// with `outbox.lease_secs` above twice `mail.send_timeout_secs` (300 and
+/// 30 by default) a send that starts always ends, and is recorded, before
+/// the lease does.
+fn send_margin(ctx: &SharedContext) -> chrono::Duration {
+    chrono::Duration::seconds(ctx.settings.outbox.lease_secs as i64 / 2)
+}
+
+impl Prepared {
+    fn row(&self) -> &OutboxRow {
+        match self {
+            Prepared::Send { row, .. }
+            | Prepared::Cancel { row, .. }
+            | Prepared::Fail { row, .. } => row,
+        }
+    }
+
+    fn into_row(self) -> OutboxRow {
+        match self {
+            Prepared::Send { row, .. }
+            | Prepared::Cancel { row, .. }
+            | Prepared::Fail { row, .. } => row,
+        }
+    }
 }
 
 /// A message the relay accepted, to be recorded as sent.
@@ -176,9 +415,13 @@ fn prepare(
         }
     };
     let Some(context) = context else {
+        let error = match row.subscription_id {
+            Some(_) => "the subscription no longer exists",
+            None => "outbox row without a subscription",
+        };
         return Prepared::Fail {
             row,
-            error: "outbox row without a subscription".to_owned(),
+            error: error.to_owned(),
         };
     };
     let Some(email) = context.email.clone() else {
@@ -247,7 +490,7 @@ fn prepare(
             }
             Prepared::Send {
                 row,
-                message: Box::new(message),
+                mail: Outgoing::from(message),
                 context,
             }
         }
@@ -258,24 +501,13 @@ fn prepare(
     }
 }
 
-/// The delay before attempt `attempts + 1`.
-pub fn backoff(attempts: i32, base_secs: u64, max_secs: u64) -> chrono::Duration {
-    let exponent = attempts.saturating_sub(1).clamp(0, 30) as u32;
-    let secs = base_secs.saturating_mul(1u64 << exponent).min(max_secs);
-    chrono::Duration::seconds(secs as i64)
-}
-
 /// Sends a prepared row, or settles it without sending. A sent row is
 /// returned to be recorded with the others of its pass.
 async fn settle(ctx: &SharedContext, item: Prepared) -> Result<Option<Sent>, WorkerError> {
     match item {
-        Prepared::Send {
-            row,
-            message,
-            context,
-        } => {
+        Prepared::Send { row, mail, context } => {
             Metrics::incr(&ctx.metrics.send_attempts);
-            let result = ctx.mailer.send(*message, &row.id).await;
+            let result = ctx.mailer.send(&mail, &row.id).await;
             match &result {
                 Err(SendError::Transient(_)) => Metrics::incr(&ctx.metrics.send_failures_transient),
                 Err(SendError::Permanent(_)) => Metrics::incr(&ctx.metrics.send_failures_permanent),
@@ -310,10 +542,11 @@ async fn settle(ctx: &SharedContext, item: Prepared) -> Result<Option<Sent>, Wor
     }
 }
 
-/// Records a pass's sent rows in one transaction (one commit for the
-/// pass, not one per message); if that fails, row by row. Until then a
-/// crash re-sends them after their leases expire, with the same
-/// Message-IDs (at least once, see docs/operations.md).
+/// Records a pass's sent rows in one transaction (one commit and a few
+/// statements for the pass, not several per message); if that keeps
+/// failing, row by row. Until then a crash re-sends them after their
+/// leases expire, with the same Message-IDs (at least once, see
+/// docs/operations.md).
 async fn record_sent(ctx: &SharedContext, sent: Vec<Sent>) -> Result<(), WorkerError> {
     if sent.is_empty() {
         return Ok(());
@@ -322,14 +555,13 @@ async fn record_sent(ctx: &SharedContext, sent: Vec<Sent>) -> Result<(), WorkerE
     let owner = ctx.instance_id.clone();
     spawn_blocking_in_span(move || {
         let mut conn = pool.get().map_err(DbError::from)?;
-        let together = write_transaction(&mut conn, |conn| {
-            sent.iter().try_for_each(|s| mark_one_sent(conn, s, &owner))
-        });
+        let together =
+            retry(|| write_transaction(&mut conn, |conn| mark_sent(conn, &sent, &owner)));
         if together.is_ok() {
             return Ok(());
         }
-        for one in &sent {
-            retry(|| write_transaction(&mut conn, |conn| mark_one_sent(conn, one, &owner)))?;
+        for one in sent.chunks(1) {
+            retry(|| write_transaction(&mut conn, |conn| mark_sent(conn, one, &owner)))?;
         }
         Ok::<_, DbError>(())
     })
@@ -338,23 +570,40 @@ async fn record_sent(ctx: &SharedContext, sent: Vec<Sent>) -> Result<(), WorkerE
     Ok(())
 }
 
-fn mark_one_sent(
+/// Marks sent rows sent and appends a `confirmation_sent` event to the
+/// chain of each confirmation's subscriber. A row whose lease was lost
+/// meanwhile is left to the worker that took it over, which records its
+/// own send.
+fn mark_sent(
     conn: &mut crate::db::DbConnection,
-    sent: &Sent,
+    sent: &[Sent],
     owner: &str,
 ) -> Result<(), DbError> {
-    let Sent { row, context, at } = sent;
-    tracing::debug!(outbox_id = %row.id, kind = %row.kind, attempts = row.attempts, "mail sent");
-    if !outbox::mark_sent(conn, &row.id, owner, *at)? {
-        // Another worker took the row over after our lease ran out; it
-        // records its own send.
-        tracing::warn!(outbox_id = %row.id, "lease lost before the send was recorded");
-        return Ok(());
-    }
-    if let (Some(subscription_id), "confirmation") = (&row.subscription_id, row.kind.as_str()) {
-        confirm::record_confirmation_sent(conn, context, subscription_id, &row.message_id, *at)?;
-    }
-    Ok(())
+    let times: Vec<(&str, NaiveDateTime)> =
+        sent.iter().map(|s| (s.row.id.as_str(), s.at)).collect();
+    // Every statement goes by key (see `with_index_lookups`).
+    with_index_lookups(conn, |conn| {
+        let marked: std::collections::HashSet<String> =
+            outbox::mark_sent_many(conn, &times, owner)?
+                .into_iter()
+                .collect();
+        let mut confirmations = Vec::new();
+        for Sent { row, context, at } in sent {
+            if !marked.contains(&row.id) {
+                tracing::warn!(outbox_id = %row.id, "lease lost before the send was recorded");
+                continue;
+            }
+            tracing::debug!(outbox_id = %row.id, kind = %row.kind, attempts = row.attempts, "mail sent");
+            if row.kind == OutboxKind::Confirmation.as_str() {
+                confirmations.push(ConfirmationSent {
+                    context,
+                    message_id: &row.message_id,
+                    at: *at,
+                });
+            }
+        }
+        confirm::record_confirmations_sent(conn, &confirmations)
+    })
 }
 
 async fn record_failure(
@@ -386,18 +635,4 @@ async fn record_failure(
     .await
     .map_err(|_| WorkerError::Blocking)??;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::backoff;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        assert_eq!(backoff(1, 30, 3600).num_seconds(), 30);
-        assert_eq!(backoff(2, 30, 3600).num_seconds(), 60);
-        assert_eq!(backoff(4, 30, 3600).num_seconds(), 240);
-        assert_eq!(backoff(20, 30, 3600).num_seconds(), 3600);
-        assert_eq!(backoff(i32::MAX, 30, 3600).num_seconds(), 3600);
-    }
 }

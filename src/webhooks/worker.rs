@@ -4,8 +4,8 @@
 //! rules: retries with exponential backoff, `dead` after the configured
 //! attempts, nothing dropped. It runs beside the mail worker, never inside
 //! its passes, so a slow or unreachable receiver does not delay an email.
-
-use std::time::Duration;
+//! Its loop is `delivery::run`: one pass at a time, each posting up to
+//! `webhooks.concurrency` notices at once.
 
 use chrono::NaiveDateTime;
 use futures_util::StreamExt;
@@ -16,8 +16,8 @@ use crate::context::SharedContext;
 use crate::db::models::OutboxRow;
 use crate::db::repo::outbox::{self, OutboxKind};
 use crate::db::{DbError, retry};
+use crate::delivery::{self, Consumer, WorkerError, backoff};
 use crate::domain::WebhookEndpoint;
-use crate::mail::worker::{WorkerError, backoff};
 use crate::metrics::Metrics;
 use crate::telemetry::spawn_blocking_in_span;
 use crate::webhooks::{DeliveryError, StoredWebhook};
@@ -41,38 +41,13 @@ enum Prepared {
 }
 
 /// Runs until `shutdown` turns true, then gives back its leases.
-pub async fn run(ctx: SharedContext, mut shutdown: watch::Receiver<bool>) {
-    let poll = Duration::from_millis(ctx.settings.outbox.poll_interval_ms.max(10));
-    tracing::info!(instance = %ctx.instance_id, "webhook worker started");
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        match dispatch_due(&ctx).await {
-            Ok(n) if n > 0 => continue,
-            Ok(_) => {}
-            Err(error) => tracing::warn!(error = %error, "webhook pass failed"),
-        }
-        tokio::select! {
-            _ = ctx.webhook_wake.notified() => {}
-            _ = tokio::time::sleep(poll) => {}
-            _ = shutdown.changed() => {}
-        }
-    }
-    let pool = ctx.pool.clone();
-    let owner = ctx.instance_id.clone();
-    let released = spawn_blocking_in_span(move || {
-        let mut conn = pool.get().map_err(DbError::from)?;
-        outbox::release_leases(&mut conn, &owner, &OutboxKind::WEBHOOKS)
-    })
-    .await;
-    match released {
-        Ok(Ok(n)) => tracing::info!(released = n, "webhook worker stopped"),
-        Ok(Err(error)) => {
-            tracing::warn!(error = %error, "webhook worker could not release its leases")
-        }
-        Err(_) => tracing::warn!("webhook worker could not release its leases"),
-    }
+pub async fn run(ctx: SharedContext, shutdown: watch::Receiver<bool>) {
+    let consumer = Consumer {
+        name: "webhooks",
+        kinds: &OutboxKind::WEBHOOKS,
+        wake: &ctx.webhook_wake,
+    };
+    delivery::run(&ctx, consumer, shutdown, || dispatch_due(&ctx)).await;
 }
 
 /// One pass: claims a batch of due webhook rows and settles each, up to
@@ -80,7 +55,10 @@ pub async fn run(ctx: SharedContext, mut shutdown: watch::Receiver<bool>) {
 pub async fn dispatch_due(ctx: &SharedContext) -> Result<usize, WorkerError> {
     let now = ctx.clock.now();
     let lease = chrono::Duration::seconds(ctx.settings.outbox.lease_secs as i64);
-    let limit = i64::from(ctx.settings.outbox.batch_size);
+    // Four rounds of posts at most, so a pass of receivers that all time
+    // out still ends well within its lease (4 × 15 s with the defaults).
+    let rounds = 4 * ctx.settings.webhooks.concurrency.max(1);
+    let limit = rounds.min(ctx.settings.outbox.batch_size as usize) as i64;
     let pool = ctx.pool.clone();
     let owner = ctx.instance_id.clone();
     let claimed = spawn_blocking_in_span(move || {

@@ -227,56 +227,80 @@ pub struct ConfirmationMailContext {
     pub state: SubscriptionState,
 }
 
-/// Loads the recipient of a subscription's mail.
-pub fn mail_context(
+/// Loads the recipients of some subscriptions' mail, by subscription id, in
+/// one look-up.
+pub fn mail_contexts(
     conn: &mut DbConnection,
-    subscription_id: &str,
-) -> Result<ConfirmationMailContext, DbError> {
+    subscription_ids: &[&str],
+) -> Result<std::collections::HashMap<String, ConfirmationMailContext>, DbError> {
     use crate::db::schema::subscribers;
-    let (subscriber_id, email, list_id, state) = subscriptions::table
-        .inner_join(subscribers::table)
-        .filter(subscriptions::id.eq(subscription_id))
-        .select((
-            subscribers::id,
-            subscribers::email,
-            subscriptions::list_id,
-            subscriptions::state,
-        ))
-        .first::<(String, Option<String>, String, String)>(conn)?;
-    Ok(ConfirmationMailContext {
-        subscriber_id,
-        subscription_id: subscription_id.to_owned(),
-        email,
-        list_id,
-        state: SubscriptionState::parse(&state)
-            .map_err(|e| DbError::Query(diesel::result::Error::DeserializationError(e.into())))?,
-    })
+    if subscription_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows = crate::db::with_index_lookups(conn, |conn| {
+        subscriptions::table
+            .inner_join(subscribers::table)
+            .filter(subscriptions::id.eq_any(subscription_ids))
+            .select((
+                subscriptions::id,
+                subscribers::id,
+                subscribers::email,
+                subscriptions::list_id,
+                subscriptions::state,
+            ))
+            .load::<(String, String, Option<String>, String, String)>(conn)
+    })?;
+    rows.into_iter()
+        .map(|(subscription_id, subscriber_id, email, list_id, state)| {
+            let state = SubscriptionState::parse(&state).map_err(|e| {
+                DbError::Query(diesel::result::Error::DeserializationError(e.into()))
+            })?;
+            Ok((
+                subscription_id.clone(),
+                ConfirmationMailContext {
+                    subscriber_id,
+                    subscription_id,
+                    email,
+                    list_id,
+                    state,
+                },
+            ))
+        })
+        .collect()
 }
 
-/// Records that a confirmation email left, in the subscriber's chain.
-pub fn record_confirmation_sent(
+/// A confirmation email the relay accepted: its subscription, Message-ID
+/// and when.
+pub struct ConfirmationSent<'a> {
+    pub context: &'a ConfirmationMailContext,
+    pub message_id: &'a str,
+    pub at: NaiveDateTime,
+}
+
+/// Records that confirmation emails left, each in its subscriber's chain,
+/// in one go (see `ledger::append_many`).
+pub fn record_confirmations_sent(
     conn: &mut DbConnection,
-    context: &ConfirmationMailContext,
-    subscription_id: &str,
-    message_id: &str,
-    now: NaiveDateTime,
+    sent: &[ConfirmationSent<'_>],
 ) -> Result<(), DbError> {
-    let head = ledger::head(conn, &context.subscriber_id)?;
-    ledger::append(
-        conn,
-        &context.subscriber_id,
-        &head,
-        &[NewEvent {
-            kind: EventKind::ConfirmationSent,
-            occurred_at: now,
-            subscription_id: Some(subscription_id),
-            list_id: Some(&context.list_id),
-            consent_version_id: None,
-            consent_sha256: None,
-            method: Some(EventMethod::Mail),
-            evidence_sha256: None,
-            details: json!({ "message_id": message_id }),
-        }],
-    )?;
-    Ok(())
+    let events: Vec<(&str, NewEvent<'_>)> = sent
+        .iter()
+        .map(|sent| {
+            (
+                sent.context.subscriber_id.as_str(),
+                NewEvent {
+                    kind: EventKind::ConfirmationSent,
+                    occurred_at: sent.at,
+                    subscription_id: Some(&sent.context.subscription_id),
+                    list_id: Some(&sent.context.list_id),
+                    consent_version_id: None,
+                    consent_sha256: None,
+                    method: Some(EventMethod::Mail),
+                    evidence_sha256: None,
+                    details: json!({ "message_id": sent.message_id }),
+                },
+            )
+        })
+        .collect();
+    ledger::append_many(conn, &events)
 }

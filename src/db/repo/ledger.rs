@@ -7,7 +7,7 @@ use diesel::prelude::*;
 
 use crate::db::models::{ConsentEventRow, EvidenceRow};
 use crate::db::schema::{consent_events, evidence, subscribers};
-use crate::db::{DbConnection, DbError, read_snapshot};
+use crate::db::{DbConnection, DbError, read_snapshot, with_index_lookups};
 use crate::ledger::chain::{HashedFields, format_time};
 use crate::ledger::evidence::SealedEvidence;
 use crate::ledger::{ChainHead, EventKind, EventMethod, event_hash};
@@ -76,6 +76,113 @@ pub fn append(
             .execute(conn)?;
     }
     Ok((current, ids))
+}
+
+/// Appends events to many chains at once, each after the events before it
+/// for the same subscriber: the heads are read in one statement, moved in
+/// one with the same compare-and-set as [`append`] (an append by someone
+/// else meanwhile fails the transaction with a retryable error), and the
+/// events written in one. The outbox worker records a pass's
+/// `confirmation_sent` events this way.
+pub fn append_many(
+    conn: &mut DbConnection,
+    events: &[(&str, NewEvent<'_>)],
+) -> Result<(), DbError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut ids: Vec<&str> = events.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let stored: Vec<(String, i64, String)> = with_index_lookups(conn, |conn| {
+        subscribers::table
+            .filter(subscribers::id.eq_any(&ids))
+            .select((
+                subscribers::id,
+                subscribers::chain_seq,
+                subscribers::chain_head,
+            ))
+            .load(conn)
+    })?;
+    let mut heads: HashMap<String, (i64, ChainHead)> = stored
+        .into_iter()
+        .map(|(id, seq, hash)| (id, (seq, ChainHead { seq, hash })))
+        .collect();
+    let mut rows = Vec::with_capacity(events.len());
+    for (subscriber_id, event) in events {
+        let (_, head) = heads
+            .get_mut(*subscriber_id)
+            .ok_or(DbError::Query(diesel::result::Error::NotFound))?;
+        let row = build_row(subscriber_id, head, event);
+        *head = ChainHead {
+            seq: row.seq,
+            hash: row.hash.clone(),
+        };
+        rows.push(row);
+    }
+    let moved = move_heads(conn, &heads)?;
+    if moved != heads.len() {
+        return Err(chain_conflict());
+    }
+    match conn {
+        DbConnection::Postgres(pg) => diesel::copy_from(consent_events::table)
+            .from_insertable(&rows)
+            .execute(pg)?,
+        DbConnection::Sqlite(lite) => diesel::insert_into(consent_events::table)
+            .values(&rows)
+            .execute(lite)?,
+    };
+    Ok(())
+}
+
+/// Moves each subscriber's head from the stored sequence number to the new
+/// head, if it still stands there; returns how many moved.
+fn move_heads(
+    conn: &mut DbConnection,
+    heads: &HashMap<String, (i64, ChainHead)>,
+) -> Result<usize, DbError> {
+    match conn {
+        DbConnection::Postgres(pg) => {
+            use diesel::sql_types::{Array, BigInt, Text};
+            let mut ids = Vec::with_capacity(heads.len());
+            let mut stored = Vec::with_capacity(heads.len());
+            let mut seqs = Vec::with_capacity(heads.len());
+            let mut hashes = Vec::with_capacity(heads.len());
+            for (id, (from, head)) in heads {
+                ids.push(id.as_str());
+                stored.push(*from);
+                seqs.push(head.seq);
+                hashes.push(head.hash.as_str());
+            }
+            Ok(diesel::sql_query(
+                "UPDATE subscribers SET chain_seq = moved.seq, chain_head = moved.head \
+                 FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[]) \
+                 AS moved(id, stored_seq, seq, head) \
+                 WHERE subscribers.id = moved.id AND subscribers.chain_seq = moved.stored_seq",
+            )
+            .bind::<Array<Text>, _>(ids)
+            .bind::<Array<BigInt>, _>(stored)
+            .bind::<Array<BigInt>, _>(seqs)
+            .bind::<Array<Text>, _>(hashes)
+            .execute(pg)?)
+        }
+        DbConnection::Sqlite(_) => {
+            let mut moved = 0;
+            for (id, (from, head)) in heads {
+                moved += diesel::update(
+                    subscribers::table
+                        .filter(subscribers::id.eq(id))
+                        .filter(subscribers::chain_seq.eq(from)),
+                )
+                .set((
+                    subscribers::chain_seq.eq(head.seq),
+                    subscribers::chain_head.eq(&head.hash),
+                ))
+                .execute(conn)?;
+            }
+            Ok(moved)
+        }
+    }
 }
 
 /// Hashes events onto a chain that stands at `head`, without writing them:

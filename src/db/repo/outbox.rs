@@ -7,7 +7,7 @@ use diesel::prelude::*;
 
 use crate::db::models::{ConfirmationTokenRow, OutboxRow};
 use crate::db::schema::{confirmation_tokens, outbox};
-use crate::db::{DbConnection, DbError, write_transaction};
+use crate::db::{DbConnection, DbError, with_index_lookups, write_transaction};
 use crate::domain::{ConfirmationToken, WebhookEventType};
 
 /// What an outbox row delivers.
@@ -151,9 +151,10 @@ pub fn claim_due(
     kinds: &[OutboxKind],
 ) -> Result<Vec<OutboxRow>, DbError> {
     let kinds = names(kinds);
-    let ids: Vec<String> = match conn {
-        DbConnection::Postgres(pg) => pg.transaction(|pg| {
-            let ids: Vec<String> = outbox::table
+    // Every statement here goes by key or by the `outbox_pending` index.
+    write_transaction(conn, |conn| {
+        with_index_lookups(conn, |conn| {
+            let due = outbox::table
                 .filter(outbox::state.eq("pending"))
                 .filter(outbox::kind.eq_any(&kinds))
                 .filter(outbox::next_attempt_at.le(now))
@@ -164,33 +165,15 @@ pub fn claim_due(
                 )
                 .order(outbox::next_attempt_at.asc())
                 .limit(limit)
-                .select(outbox::id)
-                .for_update()
-                .skip_locked()
-                .load(pg)?;
-            diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
-                .set((
-                    outbox::lease_owner.eq(owner),
-                    outbox::lease_until.eq(lease_until),
-                    outbox::attempts.eq(outbox::attempts + 1),
-                ))
-                .execute(pg)?;
-            Ok::<_, diesel::result::Error>(ids)
-        })?,
-        DbConnection::Sqlite(_) => write_transaction(conn, |conn| {
-            let ids: Vec<String> = outbox::table
-                .filter(outbox::state.eq("pending"))
-                .filter(outbox::kind.eq_any(&kinds))
-                .filter(outbox::next_attempt_at.le(now))
-                .filter(
-                    outbox::lease_until
-                        .is_null()
-                        .or(outbox::lease_until.le(now)),
-                )
-                .order(outbox::next_attempt_at.asc())
-                .limit(limit)
-                .select(outbox::id)
-                .load(conn)?;
+                .select(outbox::id);
+            let ids: Vec<String> = match conn {
+                DbConnection::Postgres(pg) => due.for_update().skip_locked().load(pg)?,
+                // The write transaction holds SQLite's only write lock.
+                DbConnection::Sqlite(lite) => due.load(lite)?,
+            };
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
             diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
                 .set((
                     outbox::lease_owner.eq(owner),
@@ -198,17 +181,13 @@ pub fn claim_due(
                     outbox::attempts.eq(outbox::attempts + 1),
                 ))
                 .execute(conn)?;
-            Ok::<_, diesel::result::Error>(ids)
-        })?,
-    };
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(outbox::table
-        .filter(outbox::id.eq_any(&ids))
-        .order(outbox::next_attempt_at.asc())
-        .select(OutboxRow::as_select())
-        .load(conn)?)
+            Ok(outbox::table
+                .filter(outbox::id.eq_any(&ids))
+                .order(outbox::next_attempt_at.asc())
+                .select(OutboxRow::as_select())
+                .load(conn)?)
+        })
+    })
 }
 
 /// Marks a claimed row sent and forgets its payload (which may hold a
@@ -236,6 +215,56 @@ pub fn mark_sent(
     ))
     .execute(conn)?;
     Ok(updated == 1)
+}
+
+/// [`mark_sent`] for many rows: each row sent at its own time, if `owner`
+/// still holds it. Returns the ids marked; a row whose lease another
+/// worker took over meanwhile, or that was cancelled, is left as it is. On
+/// PostgreSQL this is one `UPDATE` whose condition is checked again on a
+/// row another transaction changes meanwhile, so a worker re-claiming an
+/// expired lease and this never both win.
+pub fn mark_sent_many(
+    conn: &mut DbConnection,
+    sent: &[(&str, NaiveDateTime)],
+    owner: &str,
+) -> Result<Vec<String>, DbError> {
+    if sent.is_empty() {
+        return Ok(Vec::new());
+    }
+    match conn {
+        DbConnection::Postgres(pg) => {
+            use diesel::sql_types::{Array, Text, Timestamp};
+            #[derive(QueryableByName)]
+            struct Marked {
+                #[diesel(sql_type = Text)]
+                id: String,
+            }
+            let (ids, times): (Vec<&str>, Vec<NaiveDateTime>) = sent.iter().copied().unzip();
+            let marked: Vec<Marked> = diesel::sql_query(
+                "UPDATE outbox SET state = 'sent', sent_at = sent.at, payload = '{}', \
+                 lease_owner = NULL, lease_until = NULL, last_error = NULL \
+                 FROM unnest($1::text[], $2::timestamp[]) AS sent(id, at) \
+                 WHERE outbox.id = sent.id AND outbox.lease_owner = $3 \
+                 AND outbox.state = 'pending' \
+                 RETURNING outbox.id",
+            )
+            .bind::<Array<Text>, _>(ids)
+            .bind::<Array<Timestamp>, _>(times)
+            .bind::<Text, _>(owner)
+            .load(pg)?;
+            Ok(marked.into_iter().map(|m| m.id).collect())
+        }
+        DbConnection::Sqlite(_) => {
+            // One writer at a time: nothing changes between the statements.
+            let mut marked = Vec::with_capacity(sent.len());
+            for (id, at) in sent {
+                if mark_sent(conn, id, owner, *at)? {
+                    marked.push((*id).to_owned());
+                }
+            }
+            Ok(marked)
+        }
+    }
 }
 
 /// Records a failed attempt: due again at `retry_at`, or `dead` when
@@ -316,7 +345,35 @@ pub fn release_leases(
     .execute(conn)?)
 }
 
-/// Rows in a state, newest first.
+/// Gives back rows `owner` claimed and never tried to send (a worker that
+/// stops, or a lease too close to its end to start a send in): the lease
+/// is cleared and the attempt counted at the claim taken back, so they are
+/// claimed again as if never claimed. Returns how many were given back.
+pub fn release_unsent(
+    conn: &mut DbConnection,
+    owner: &str,
+    ids: &[&str],
+) -> Result<usize, DbError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    Ok(diesel::update(
+        outbox::table
+            .filter(outbox::id.eq_any(ids))
+            .filter(outbox::lease_owner.eq(owner))
+            .filter(outbox::state.eq("pending")),
+    )
+    .set((
+        outbox::lease_owner.eq(None::<String>),
+        outbox::lease_until.eq(None::<NaiveDateTime>),
+        outbox::attempts.eq(outbox::attempts - 1),
+    ))
+    .execute(conn)?)
+}
+
+/// Rows in a state, newest first (by id: UUIDv7s sort by creation time, so
+/// the newest sent rows are found by walking the primary key backwards,
+/// without an index on every state).
 pub fn list_by_state(
     conn: &mut DbConnection,
     state: &str,
@@ -324,7 +381,7 @@ pub fn list_by_state(
 ) -> Result<Vec<OutboxRow>, DbError> {
     Ok(outbox::table
         .filter(outbox::state.eq(state))
-        .order(outbox::created_at.desc())
+        .order(outbox::id.desc())
         .limit(limit)
         .select(OutboxRow::as_select())
         .load(conn)?)

@@ -1,0 +1,3 @@
+DROP INDEX outbox_dead;
+DROP INDEX outbox_pending;
+CREATE INDEX outbox_due ON outbox (state, next_attempt_at);

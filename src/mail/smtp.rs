@@ -1,0 +1,381 @@
+//! The SMTP relay: lettre's SMTP client over connections Assent opens and
+//! keeps itself.
+//!
+//! lettre's own pooled transport opens its sockets with Nagle's algorithm
+//! on and writes a message's content and its closing `.` in two writes, so
+//! the `.` waits for the relay to acknowledge the content, which a relay
+//! that is itself waiting for the `.` delays by its delayed-ACK timer
+//! (40 ms on Linux): at most 25 messages a second per connection, whatever
+//! the relay could take. It also sends a `NOOP` before every message.
+//! Here each connection is a socket of ours with `TCP_NODELAY`, handed to
+//! lettre's `AsyncSmtpConnection` (which does the protocol: EHLO,
+//! STARTTLS, AUTH, MAIL/RCPT/DATA). Before an idle connection is reused,
+//! its socket is peeked at without blocking: a relay that closed it (or
+//! said goodbye, `421`) leaves something to read, and a new connection is
+//! opened instead; after a longer rest it must also answer `NOOP`.
+
+use std::os::fd::AsFd;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::Error as SmtpError;
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+use crate::mail::SendError;
+
+/// An idle connection is also checked with `NOOP` before reuse once it sat
+/// unused this long (a relay or a NAT on the way may have dropped it
+/// without a word).
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(10);
+
+/// An idle connection unused this long is closed rather than reused
+/// (relays drop idle clients after a few minutes; Postfix after 300 s).
+const MAX_IDLE: Duration = Duration::from_secs(60);
+
+/// How a connection is secured.
+#[derive(Clone)]
+enum Security {
+    /// Plain SMTP (`smtp://` without `tls`).
+    None,
+    /// STARTTLS when the relay offers it (`?tls=opportunistic`).
+    StartTlsIfOffered(TlsParameters),
+    /// STARTTLS or fail (`?tls=required`).
+    StartTls(TlsParameters),
+    /// TLS from the first byte (`smtps://`).
+    ImplicitTls(TlsParameters),
+}
+
+/// Why the relay could not be configured.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RelayUrlError(String);
+
+/// An SMTP relay and the connections to it that are open and idle.
+pub struct SmtpRelay {
+    host: String,
+    port: u16,
+    security: Security,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+    /// Bounds one exchange, from connect (or reuse) to the final reply.
+    deadline: Duration,
+    /// One permit per connection in use: at most `max_connections` at once,
+    /// however many sends are waiting.
+    connections: Semaphore,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// An open connection to the relay.
+struct Connection {
+    smtp: AsyncSmtpConnection,
+    /// The same socket, to peek at while the connection is idle.
+    probe: std::net::TcpStream,
+    idle_since: Instant,
+}
+
+impl Connection {
+    /// Whether the relay closed the idle connection or wrote into it (an
+    /// idle SMTP client is owed nothing, so anything readable is a goodbye
+    /// such as `421`). Peeks without blocking and without consuming.
+    fn hung_up(&self) -> bool {
+        let mut byte = [0u8; 1];
+        !matches!(self.probe.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
+impl std::fmt::Debug for SmtpRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpRelay")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpRelay {
+    /// Reads `smtp://[user:pass@]host[:port][/ehlo-name][?tls=required|opportunistic]`
+    /// or `smtps://...`, with lettre's defaults: port 25 for plain SMTP,
+    /// 587 with STARTTLS, 465 with implicit TLS; the EHLO name from the
+    /// path, else this host's name; user and password percent-decoded.
+    pub fn from_url(
+        url: &str,
+        deadline: Duration,
+        max_connections: usize,
+    ) -> Result<Self, RelayUrlError> {
+        let url = url::Url::parse(url).map_err(|e| RelayUrlError(e.to_string()))?;
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| RelayUrlError("the SMTP URL has no host".to_owned()))?
+            .trim_matches(|c| c == '[' || c == ']')
+            .to_owned();
+        let tls = url
+            .query_pairs()
+            .find(|(k, _)| k == "tls")
+            .map(|(_, v)| v.into_owned());
+        let parameters =
+            || TlsParameters::new(host.clone()).map_err(|e| RelayUrlError(format!("TLS: {e}")));
+        let (security, default_port) = match (url.scheme(), tls.as_deref()) {
+            ("smtp", None) => (Security::None, 25),
+            ("smtp", Some("required")) => (Security::StartTls(parameters()?), 587),
+            ("smtp", Some("opportunistic")) => (Security::StartTlsIfOffered(parameters()?), 587),
+            ("smtps", _) => (Security::ImplicitTls(parameters()?), 465),
+            (scheme, tls) => {
+                return Err(RelayUrlError(format!(
+                    "unsupported SMTP URL: scheme {scheme}, tls {tls:?}"
+                )));
+            }
+        };
+        let hello = match url.path().trim_matches('/') {
+            "" => ClientId::default(),
+            name => ClientId::Domain(name.to_owned()),
+        };
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| RelayUrlError("the SMTP credentials are not UTF-8".to_owned()))
+        };
+        let credentials = match url.password() {
+            Some(password) => Some(Credentials::new(decode(url.username())?, decode(password)?)),
+            None => None,
+        };
+        Ok(SmtpRelay {
+            port: url.port().unwrap_or(default_port),
+            host,
+            security,
+            credentials,
+            hello,
+            deadline,
+            connections: Semaphore::new(max_connections.max(1)),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Sends one message over an idle connection or a new one, and keeps
+    /// the connection for the next message if the exchange left it usable.
+    /// Waits for a free connection first; the exchange itself is bounded
+    /// by the deadline (lettre's own timeout covers only the connect, and
+    /// a relay that accepts and then stalls must not hold the worker):
+    /// past it the connection is dropped, which closes it.
+    pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<(), SendError> {
+        let _permit = self
+            .connections
+            .acquire()
+            .await
+            .map_err(|_| SendError::Transient("the SMTP relay is closed".to_owned()))?;
+        tokio::time::timeout(self.deadline, self.exchange(envelope, message))
+            .await
+            .unwrap_or_else(|_| {
+                Err(SendError::Transient(format!(
+                    "no answer within {} s",
+                    self.deadline.as_secs()
+                )))
+            })
+    }
+
+    async fn exchange(&self, envelope: &Envelope, message: &[u8]) -> Result<(), SendError> {
+        let mut conn = self.checkout().await?;
+        match conn.smtp.send(envelope, message).await {
+            Ok(_) => {
+                if !conn.smtp.has_broken() {
+                    conn.idle_since = Instant::now();
+                    self.idle
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(conn);
+                }
+                Ok(())
+            }
+            // lettre has already aborted (QUIT, close) the connection.
+            Err(error) => Err(classify(&error)),
+        }
+    }
+
+    /// An idle connection that is still open, or a new one.
+    async fn checkout(&self) -> Result<Connection, SendError> {
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some(mut conn) = idle else {
+                return self.connect().await;
+            };
+            let unused = conn.idle_since.elapsed();
+            if unused >= MAX_IDLE || conn.hung_up() {
+                conn.smtp.abort().await;
+                continue;
+            }
+            if unused < CHECK_AFTER_IDLE || conn.smtp.test_connected().await {
+                return Ok(conn);
+            }
+            conn.smtp.abort().await;
+        }
+    }
+
+    /// Opens a connection: TCP without Nagle, TLS as configured, EHLO,
+    /// AUTH when credentials are set.
+    async fn connect(&self) -> Result<Connection, SendError> {
+        let address = format!("{}:{}", self.host, self.port);
+        let local = |what: &str, e: std::io::Error| SendError::Transient(format!("{what}: {e}"));
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| local(&format!("connecting to {address}"), e))?;
+        tcp.set_nodelay(true).map_err(|e| local("TCP_NODELAY", e))?;
+        let probe = std::net::TcpStream::from(
+            tcp.as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| local("duplicating the socket", e))?,
+        );
+        let stream: Box<dyn AsyncTokioStream> = match &self.security {
+            Security::ImplicitTls(parameters) => Box::new(implicit_tls(tcp, parameters).await?),
+            _ => Box::new(tcp),
+        };
+        let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
+            .await
+            .map_err(|e| classify(&e))?;
+        let secured = match &self.security {
+            Security::StartTls(parameters) => conn.starttls(parameters.clone(), &self.hello).await,
+            Security::StartTlsIfOffered(parameters) if conn.can_starttls() => {
+                conn.starttls(parameters.clone(), &self.hello).await
+            }
+            _ => Ok(()),
+        };
+        secured.map_err(|e| classify(&e))?;
+        if let Some(credentials) = &self.credentials {
+            conn.auth(DEFAULT_MECHANISMS, credentials)
+                .await
+                .map_err(|e| classify(&e))?;
+        }
+        Ok(Connection {
+            smtp: conn,
+            probe,
+            idle_since: Instant::now(),
+        })
+    }
+}
+
+/// A 5xx reply is permanent; anything else (4xx, the network, TLS) may
+/// pass.
+fn classify(error: &SmtpError) -> SendError {
+    if error.is_permanent() {
+        SendError::Permanent(error.to_string())
+    } else {
+        SendError::Transient(error.to_string())
+    }
+}
+
+/// A TLS stream from the first byte, for `smtps://`: lettre wraps our
+/// socket with the same TLS configuration (roots, versions) it uses for
+/// STARTTLS, and the result goes back to lettre as a plain stream.
+#[allow(deprecated)] // `AsyncNetworkStream` is lettre's only way to TLS-wrap a socket of ours.
+async fn implicit_tls(tcp: TcpStream, parameters: &TlsParameters) -> Result<TlsStream, SendError> {
+    use tokio_util::compat::FuturesAsyncReadCompatExt;
+    let peer = tcp
+        .peer_addr()
+        .map_err(|e| SendError::Transient(format!("TLS: {e}")))?;
+    let mut stream =
+        lettre::transport::smtp::client::AsyncNetworkStream::use_existing_tokio1(Box::new(tcp));
+    stream
+        .upgrade_tls(parameters.clone())
+        .await
+        .map_err(|e| classify(&e))?;
+    Ok(TlsStream {
+        inner: stream.compat(),
+        peer,
+    })
+}
+
+/// lettre's TLS stream seen through tokio's I/O traits.
+#[allow(deprecated)]
+#[derive(Debug)]
+struct TlsStream {
+    inner: tokio_util::compat::Compat<lettre::transport::smtp::client::AsyncNetworkStream>,
+    peer: std::net::SocketAddr,
+}
+
+impl tokio::io::AsyncRead for TlsStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl AsyncTokioStream for TlsStream {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        Ok(self.peer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay(url: &str) -> Result<SmtpRelay, RelayUrlError> {
+        SmtpRelay::from_url(url, Duration::from_secs(1), 4)
+    }
+
+    #[test]
+    fn ports_follow_the_scheme_and_tls_mode() {
+        assert_eq!(relay("smtp://relay.example").unwrap().port, 25);
+        assert_eq!(
+            relay("smtp://relay.example?tls=required").unwrap().port,
+            587
+        );
+        assert_eq!(
+            relay("smtp://relay.example?tls=opportunistic")
+                .unwrap()
+                .port,
+            587
+        );
+        assert_eq!(relay("smtps://relay.example").unwrap().port, 465);
+        assert_eq!(relay("smtp://relay.example:2525").unwrap().port, 2525);
+    }
+
+    #[test]
+    fn credentials_are_percent_decoded_and_the_path_names_the_client() {
+        let relay = relay("smtp://a%40b.example:p%40ss@relay.example/mail.example.org").unwrap();
+        assert_eq!(
+            relay.credentials,
+            Some(Credentials::new("a@b.example".into(), "p@ss".into()))
+        );
+        assert_eq!(relay.hello, ClientId::Domain("mail.example.org".into()));
+    }
+
+    #[test]
+    fn unknown_forms_are_refused() {
+        assert!(relay("smtp://relay.example?tls=sometimes").is_err());
+        assert!(relay("smtp://").is_err());
+        assert!(relay("http://relay.example").is_err());
+    }
+}
