@@ -213,6 +213,10 @@ pub struct HttpSettings {
     pub workers: usize,
     /// How long a stopping instance lets in-flight requests finish.
     pub shutdown_grace_secs: u64,
+    /// After SIGTERM, how long the instance keeps answering (not ready,
+    /// closing every connection after its answer) before it stops
+    /// accepting, in milliseconds.
+    pub shutdown_drain_ms: u64,
     /// Reverse proxies (CIDR) whose `X-Forwarded-For` / `Forwarded` is
     /// believed. Empty: the socket peer is the client.
     pub trusted_proxies: Vec<String>,
@@ -223,6 +227,7 @@ impl Default for HttpSettings {
         HttpSettings {
             workers: 0,
             shutdown_grace_secs: 30,
+            shutdown_drain_ms: 2_000,
             trusted_proxies: Vec::new(),
         }
     }
@@ -509,6 +514,12 @@ impl Settings {
         }
         if self.database.signup_writers > 64 {
             return Err(invalid("database.signup_writers", "must be at most 64"));
+        }
+        if self.http.shutdown_drain_ms > 600_000 {
+            return Err(invalid(
+                "http.shutdown_drain_ms",
+                "must be at most 600000 (10 minutes)",
+            ));
         }
         if self.outbox.max_attempts == 0 {
             return Err(invalid("outbox.max_attempts", "must be at least 1"));

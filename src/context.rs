@@ -70,6 +70,8 @@ pub struct AppContext {
     pub metrics: crate::metrics::Metrics,
     /// Commits sign-ups in batches.
     pub signups: crate::signup_writer::SignupWriter,
+    /// Set once a SIGTERM came (see `shutdown`).
+    pub draining: crate::shutdown::Draining,
 }
 
 impl AppContext {

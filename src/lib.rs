@@ -20,6 +20,7 @@ pub mod rate_limit;
 pub mod registry;
 pub mod render;
 pub mod routes;
+pub mod shutdown;
 pub mod signup_writer;
 pub mod startup;
 pub mod telemetry;

@@ -125,6 +125,7 @@ pub fn build_context(
         instance_id: format!("{}-{}", hostname_hint(), uuid::Uuid::new_v4()),
         rate_limiter,
         metrics: crate::metrics::Metrics::default(),
+        draining: crate::shutdown::Draining::default(),
     }))
 }
 
@@ -213,6 +214,9 @@ impl Application {
                     actix_web::middleware::DefaultHeaders::new()
                         .add(("X-Content-Type-Options", "nosniff")),
                 )
+                .wrap(actix_web::middleware::from_fn(
+                    crate::shutdown::close_connections_when_draining,
+                ))
                 .app_data(data.clone())
                 .app_data(web::PathConfig::default().error_handler(extractor_error))
                 .app_data(web::QueryConfig::default().error_handler(extractor_error))
@@ -225,6 +229,8 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         .listen(listener)?
+        // Signals are handled in `run_until_stopped` (drain first).
+        .disable_signals()
         .shutdown_timeout(grace);
         if workers > 0 {
             server = server.workers(workers);
@@ -246,7 +252,8 @@ impl Application {
         Arc::clone(&self.context)
     }
 
-    /// Serves until the server stops (SIGTERM: stop accepting, let in-flight
+    /// Serves until the server stops (see `shutdown`: SIGTERM drains for
+    /// `http.shutdown_drain_ms`, then stops accepting and lets in-flight
     /// requests finish within `http.shutdown_grace_secs`; SIGINT and SIGQUIT
     /// stop at once), running the outbox workers beside it when enabled:
     /// one for mail and one for webhooks, so a slow receiver never holds up
@@ -265,7 +272,16 @@ impl Application {
                 )),
             )
         });
+        let signals = {
+            let handle = self.server.handle();
+            let context = Arc::clone(&self.context);
+            let drain = Duration::from_millis(context.settings.http.shutdown_drain_ms);
+            tokio::spawn(async move {
+                crate::shutdown::stop_on_signal(handle, &context.draining, drain).await
+            })
+        };
         let result = self.server.await;
+        signals.abort();
         let _ = stop_worker.send(true);
         if let Some((mail, webhooks)) = workers {
             let _ = mail.await;

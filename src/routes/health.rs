@@ -19,7 +19,8 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the database answers and its schema is current.
+/// `GET /readyz`: the database answers and its schema is current, and the
+/// instance is not shutting down.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -30,6 +31,11 @@ pub async fn healthz() -> HttpResponse {
     ),
 )]
 pub async fn readyz(ctx: web::Data<AppContext>) -> HttpResponse {
+    if ctx.draining.is_set() {
+        // Out of rotation before the server stops accepting (see `shutdown`).
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({ "status": "not_ready", "reason": "shutting down" }));
+    }
     let pool = ctx.pool.clone();
     let checked = spawn_blocking_in_span(move || {
         let mut conn = pool.get().map_err(DbError::from)?;
