@@ -45,20 +45,42 @@ pub struct HashedFields<'a> {
 
 /// Formats a time the way the chain encodes it.
 pub fn format_time(time: chrono::NaiveDateTime) -> String {
-    use chrono::{Datelike, Timelike};
-    // Written out by hand: verification formats every event's time, and
-    // chrono's strftime parser showed in the profile. Same output as
-    // "%Y-%m-%dT%H:%M:%S%.6fZ" (tested below).
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        time.year(),
-        time.month(),
-        time.day(),
-        time.hour(),
-        time.minute(),
-        time.second(),
-        time.nanosecond() / 1_000
-    )
+    TimeText::new(time).as_str().to_owned()
+}
+
+/// A time as the chain encodes it, `2026-01-01T00:00:00.000000Z`, on the
+/// stack: verification formats every event's time.
+pub struct TimeText([u8; 27]);
+
+impl TimeText {
+    /// Formats `time` (years 0 to 9999; the chain holds nothing else).
+    pub fn new(time: chrono::NaiveDateTime) -> Self {
+        use chrono::{Datelike, Timelike};
+        // Written out by hand: chrono's strftime parser showed in the
+        // profile. Same output as "%Y-%m-%dT%H:%M:%S%.6fZ" (tested below).
+        let mut text = *b"0000-00-00T00:00:00.000000Z";
+        let mut digits = |at: usize, width: usize, value: u32| {
+            let mut value = value;
+            for i in (at..at + width).rev() {
+                text[i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        digits(0, 4, time.year().clamp(0, 9999) as u32);
+        digits(5, 2, time.month());
+        digits(8, 2, time.day());
+        digits(11, 2, time.hour());
+        digits(14, 2, time.minute());
+        digits(17, 2, time.second());
+        digits(20, 6, (time.nanosecond() / 1_000).min(999_999));
+        TimeText(text)
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and separators were written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 fn put(hasher: &mut Sha256, name: &str, value: Option<&str>) {
@@ -77,12 +99,22 @@ fn put(hasher: &mut Sha256, name: &str, value: Option<&str>) {
 /// The hash of an event: version tag, previous hash, then every field
 /// name-tagged and length-prefixed, so no two events encode alike.
 pub fn event_hash(prev_hash: &str, fields: &HashedFields<'_>) -> String {
+    hex::encode(event_digest(prev_hash, fields))
+}
+
+/// [`event_hash`] as bytes, before hex: verification compares it with the
+/// stored hash without allocating.
+pub fn event_digest(prev_hash: &str, fields: &HashedFields<'_>) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(b"assent-ledger-v1\0");
     put(&mut hasher, "prev_hash", Some(prev_hash));
     put(&mut hasher, "id", Some(fields.id));
     put(&mut hasher, "subscriber_id", Some(fields.subscriber_id));
-    put(&mut hasher, "seq", Some(&fields.seq.to_string()));
+    put(
+        &mut hasher,
+        "seq",
+        Some(itoa::Buffer::new().format(fields.seq)),
+    );
     put(&mut hasher, "kind", Some(fields.kind));
     put(&mut hasher, "occurred_at", Some(fields.occurred_at));
     put(&mut hasher, "subscription_id", fields.subscription_id);
@@ -92,7 +124,15 @@ pub fn event_hash(prev_hash: &str, fields: &HashedFields<'_>) -> String {
     put(&mut hasher, "method", fields.method);
     put(&mut hasher, "evidence_sha256", fields.evidence_sha256);
     put(&mut hasher, "details", Some(fields.details));
-    hex::encode(hasher.finalize())
+    hasher.finalize().into()
+}
+
+/// Whether `digest` is the hash that `hex` spells (lower-case hex, as
+/// stored).
+pub fn digest_is(digest: &[u8; 32], hex: &str) -> bool {
+    let mut spelled = [0u8; 64];
+    // 64 bytes hold the hex of 32: this cannot fail.
+    hex::encode_to_slice(digest, &mut spelled).is_ok() && spelled == hex.as_bytes()
 }
 
 #[cfg(test)]

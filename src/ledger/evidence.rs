@@ -84,6 +84,11 @@ impl EvidenceFields<'_> {
     /// field in order, absent or length-prefixed (see
     /// docs/architecture.md, "Evidence hashing").
     pub fn hash(&self) -> String {
+        hex::encode(self.digest())
+    }
+
+    /// [`Self::hash`] as bytes, before hex.
+    pub fn digest(&self) -> [u8; 32] {
         let mut hasher = Sha256::new();
         hasher.update(b"assent-evidence-v1\0");
         for value in [
@@ -102,7 +107,7 @@ impl EvidenceFields<'_> {
                 }
             }
         }
-        hex::encode(hasher.finalize())
+        hasher.finalize().into()
     }
 }
 

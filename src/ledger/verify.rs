@@ -7,7 +7,7 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::chain::{GENESIS_HASH, HashedFields, event_hash};
+use super::chain::{GENESIS_HASH, HashedFields, digest_is, event_digest};
 use super::evidence::EvidenceFields;
 
 /// An event as stored, for verification.
@@ -77,103 +77,167 @@ impl Default for Verifier {
     }
 }
 
+/// A chain that verified: what it adds to the report and the ledger head.
+#[derive(Debug, Clone, Copy)]
+pub struct SoundChain<'a> {
+    subscriber_id: &'a str,
+    events: i64,
+    head: &'a str,
+}
+
+/// Where a chain broke, and how many of its events verified before.
+#[derive(Debug)]
+pub struct BrokenChain {
+    pub broken: Broken,
+    pub events_before: u64,
+}
+
+/// Checks one subscriber's chain: `events` in `seq` order, against the
+/// head stored on the subscriber row, and the evidence they point to.
+/// `None` for a subscriber without events. Chains are independent of each
+/// other, so callers may check them on several threads and then add them
+/// to a [`Verifier`] in subscriber order.
+pub fn check_chain<'a>(
+    subscriber: StoredSubscriber<'a>,
+    events: &[StoredEvent<'_>],
+) -> Result<Option<SoundChain<'a>>, BrokenChain> {
+    let StoredSubscriber {
+        id: subscriber_id,
+        seq: stored_seq,
+        head: stored_head,
+        erased,
+    } = subscriber;
+    let mut verified = 0u64;
+    let broken = |verified: u64, seq: i64, event_id: Option<&str>, reason: String| BrokenChain {
+        broken: Broken {
+            subscriber_id: subscriber_id.to_owned(),
+            seq,
+            event_id: event_id.map(str::to_owned),
+            reason,
+        },
+        events_before: verified,
+    };
+    // Each event's stored hash, once it matched what its content hashes
+    // to, is what the next event must link to.
+    let mut prev = GENESIS_HASH;
+    for (index, event) in events.iter().enumerate() {
+        let expected_seq = index as i64 + 1;
+        let id = Some(event.fields.id);
+        if event.fields.seq != expected_seq {
+            return Err(broken(
+                verified,
+                expected_seq,
+                id,
+                format!(
+                    "event {expected_seq} is missing (found {})",
+                    event.fields.seq
+                ),
+            ));
+        }
+        if event.prev_hash != prev {
+            return Err(broken(
+                verified,
+                expected_seq,
+                id,
+                "prev_hash does not link to the previous event".to_owned(),
+            ));
+        }
+        if !digest_is(&event_digest(prev, &event.fields), event.hash) {
+            return Err(broken(
+                verified,
+                expected_seq,
+                id,
+                "the event's content does not match its hash".to_owned(),
+            ));
+        }
+        if let Some(expected) = event.fields.evidence_sha256 {
+            match &event.evidence {
+                Some(evidence) if !digest_is(&evidence.digest(), expected) => {
+                    return Err(broken(
+                        verified,
+                        expected_seq,
+                        id,
+                        "the event's evidence does not match its hash".to_owned(),
+                    ));
+                }
+                None if !erased => {
+                    return Err(broken(
+                        verified,
+                        expected_seq,
+                        id,
+                        "the event's evidence is missing, but the subscriber was not erased"
+                            .to_owned(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        prev = event.hash;
+        verified += 1;
+    }
+    let count = events.len() as i64;
+    if stored_seq != count {
+        return Err(broken(
+            verified,
+            count + 1,
+            None,
+            format!(
+                "the chain has {count} events but its head says {stored_seq}: events were deleted"
+            ),
+        ));
+    }
+    if stored_head != prev {
+        return Err(broken(
+            verified,
+            count,
+            None,
+            "the stored chain head does not match the last event".to_owned(),
+        ));
+    }
+    // The stored head, now known to equal the last event's hash.
+    Ok((count > 0).then_some(SoundChain {
+        subscriber_id,
+        events: count,
+        head: stored_head,
+    }))
+}
+
 impl Verifier {
-    /// Checks one subscriber's chain: `events` in `seq` order, against the
-    /// head stored on the subscriber row, and the evidence they point to.
+    /// Checks one subscriber's chain (see [`check_chain`]) and adds it.
     pub fn subscriber(
         &mut self,
         subscriber: StoredSubscriber<'_>,
         events: &[StoredEvent<'_>],
     ) -> Result<(), Broken> {
-        let StoredSubscriber {
-            id: subscriber_id,
-            seq: stored_seq,
-            head: stored_head,
-            erased,
-        } = subscriber;
-        let broken = |seq: i64, event_id: Option<&str>, reason: String| Broken {
-            subscriber_id: subscriber_id.to_owned(),
-            seq,
-            event_id: event_id.map(str::to_owned),
-            reason,
-        };
-        let mut prev = GENESIS_HASH.to_owned();
-        for (index, event) in events.iter().enumerate() {
-            let expected_seq = index as i64 + 1;
-            let id = Some(event.fields.id);
-            if event.fields.seq != expected_seq {
-                return Err(broken(
-                    expected_seq,
-                    id,
-                    format!(
-                        "event {expected_seq} is missing (found {})",
-                        event.fields.seq
-                    ),
-                ));
+        match check_chain(subscriber, events) {
+            Ok(Some(chain)) => {
+                self.add(&chain);
+                Ok(())
             }
-            if event.prev_hash != prev {
-                return Err(broken(
-                    expected_seq,
-                    id,
-                    "prev_hash does not link to the previous event".to_owned(),
-                ));
-            }
-            let recomputed = event_hash(&prev, &event.fields);
-            if recomputed != event.hash {
-                return Err(broken(
-                    expected_seq,
-                    id,
-                    "the event's content does not match its hash".to_owned(),
-                ));
-            }
-            if let Some(expected) = event.fields.evidence_sha256 {
-                match &event.evidence {
-                    Some(evidence) if evidence.hash() != expected => {
-                        return Err(broken(
-                            expected_seq,
-                            id,
-                            "the event's evidence does not match its hash".to_owned(),
-                        ));
-                    }
-                    None if !erased => {
-                        return Err(broken(
-                            expected_seq,
-                            id,
-                            "the event's evidence is missing, but the subscriber was not erased"
-                                .to_owned(),
-                        ));
-                    }
-                    _ => {}
-                }
-            }
-            prev = recomputed;
-            self.events += 1;
+            Ok(None) => Ok(()),
+            Err(broken) => Err(self.broke(broken)),
         }
-        let count = events.len() as i64;
-        if stored_seq != count {
-            return Err(broken(
-                count + 1,
-                None,
-                format!(
-                    "the chain has {count} events but its head says {stored_seq}: events were deleted"
-                ),
-            ));
+    }
+
+    /// Adds a chain that verified, in subscriber order.
+    pub fn add(&mut self, chain: &SoundChain<'_>) {
+        self.events += chain.events as u64;
+        self.subscribers += 1;
+        for part in [
+            chain.subscriber_id,
+            itoa::Buffer::new().format(chain.events),
+            chain.head,
+        ] {
+            self.head.update(part.as_bytes());
+            self.head.update([0u8]);
         }
-        if stored_head != prev {
-            return Err(broken(
-                count,
-                None,
-                "the stored chain head does not match the last event".to_owned(),
-            ));
-        }
-        if count > 0 {
-            self.subscribers += 1;
-            for part in [subscriber_id, &count.to_string(), prev.as_str()] {
-                self.head.update(part.as_bytes());
-                self.head.update([0u8]);
-            }
-        }
-        Ok(())
+    }
+
+    /// Counts the events of a broken chain that verified before the break,
+    /// and returns the break.
+    pub fn broke(&mut self, chain: BrokenChain) -> Broken {
+        self.events += chain.events_before;
+        chain.broken
     }
 
     /// The report for a ledger that verified.
@@ -202,6 +266,7 @@ impl Verifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::chain::event_hash;
 
     const EVIDENCE: EvidenceFields<'static> = EvidenceFields {
         nonce: "nonce",

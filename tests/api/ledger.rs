@@ -271,7 +271,7 @@ async fn verification_reads_one_snapshot_while_others_write(backend: Backend) {
     let mut writer = app.db();
     let mut wrote = 0;
     let now = chrono::Utc::now().naive_utc();
-    let report = ledger::verify_all_pausing(&mut app.db(), 5_000, || {
+    let report = ledger::verify_all_pausing(&mut app.db(), None, 5_000, || {
         if wrote == 0 {
             write_transaction(&mut writer, |conn| {
                 leave::unsubscribe(
@@ -300,6 +300,32 @@ async fn verification_reads_one_snapshot_while_others_write(backend: Backend) {
     assert_eq!(after["events"], before + 1);
 }
 
+/// With a second connection the evidence is looked up on it, in the
+/// snapshot the first connection reads: evidence deleted after
+/// verification began is still seen (on SQLite, one connection reads
+/// everything).
+async fn the_evidence_reader_shares_the_snapshot(backend: Backend) {
+    use assent::db::repo::ledger;
+    let app = spawn_app(backend).await;
+    realistic_mix(&app).await;
+    let before = event_count(&app);
+    let (_, _, evidence) = event_with_evidence(&app, "dan@example.org", "consent_requested");
+    let mut deleted = 0;
+    let report = ledger::verify_all_pausing(&mut app.db(), Some(&mut app.db()), 2, || {
+        if deleted == 0 {
+            deleted = app.execute(&format!("DELETE FROM evidence WHERE sha256 = '{evidence}'"));
+        }
+    })
+    .unwrap();
+    assert_eq!(deleted, 1);
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.events, before as u64);
+    // The next verification sees the evidence gone.
+    let key = app.admin_key("auditor");
+    let after = app.admin_json("/admin/ledger/verify", &key).await;
+    assert_eq!(after["ok"], false, "{after}");
+}
+
 crate::backend_tests!(
     chains_verify_after_a_realistic_mix,
     editing_an_event_is_found_at_that_event,
@@ -308,4 +334,5 @@ crate::backend_tests!(
     editing_evidence_is_found_at_its_event,
     missing_evidence_is_found_unless_the_person_was_erased,
     verification_reads_one_snapshot_while_others_write,
+    the_evidence_reader_shares_the_snapshot,
 );

@@ -3,12 +3,13 @@
 use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
+use diesel::connection::{SimpleConnection, TransactionManager};
 use diesel::prelude::*;
 
 use crate::db::models::{ConsentEventRow, EvidenceRow};
 use crate::db::schema::{consent_events, evidence, subscribers};
 use crate::db::{DbConnection, DbError, read_snapshot, with_index_lookups};
-use crate::ledger::chain::{HashedFields, format_time};
+use crate::ledger::chain::{HashedFields, TimeText, format_time};
 use crate::ledger::evidence::SealedEvidence;
 use crate::ledger::{ChainHead, EventKind, EventMethod, event_hash};
 
@@ -340,12 +341,17 @@ const EVIDENCE_LOOKUP_CHUNK: usize = 10_000;
 /// of the ledger. Everything is read in one read-only snapshot, so
 /// sign-ups committed meanwhile cannot make a sound chain look broken. One
 /// thread reads the next page while the caller's thread hashes the
-/// current one.
+/// current one. With a `helper` connection on PostgreSQL, a third thread
+/// looks up the evidence of each page on it, in the same snapshot
+/// (exported and imported), while the next page's events are read: the
+/// evidence look-ups (random probes of its primary key) take PostgreSQL
+/// longer than the events themselves.
 pub fn verify_all(
     conn: &mut DbConnection,
+    helper: Option<&mut DbConnection>,
     page_size: i64,
 ) -> Result<crate::ledger::verify::Report, DbError> {
-    verify_all_pausing(conn, page_size, || {})
+    verify_all_pausing(conn, helper, page_size, || {})
 }
 
 /// [`verify_all`], calling `pause` on the reading thread after each page of
@@ -354,14 +360,28 @@ pub fn verify_all(
 /// snapshot. Tests write there; [`verify_all`] passes a no-op.
 pub fn verify_all_pausing(
     conn: &mut DbConnection,
+    helper: Option<&mut DbConnection>,
     page_size: i64,
     pause: impl FnMut() + Send,
 ) -> Result<crate::ledger::verify::Report, DbError> {
     use crate::ledger::verify::Verifier;
     read_snapshot(conn, |conn| {
+        let mut helper = share_snapshot(conn, helper)?;
         let (pages, received) = std::sync::mpsc::sync_channel::<VerifyPage>(2);
-        std::thread::scope(|scope| {
-            let reader = scope.spawn(move || read_pages(conn, page_size, pages, pause));
+        let report = std::thread::scope(|scope| {
+            let reader = match helper.as_deref_mut() {
+                Some(helper) => {
+                    let (events, events_read) = std::sync::mpsc::sync_channel::<EventPage>(2);
+                    let looker = scope.spawn(move || look_up_evidence(helper, events_read, pages));
+                    let reader = scope.spawn(move || read_pages(conn, page_size, events, pause));
+                    (reader, Some(looker))
+                }
+                None => {
+                    let reader = scope
+                        .spawn(move || read_pages_with_evidence(conn, page_size, pages, pause));
+                    (reader, None)
+                }
+            };
             let mut verifier = Verifier::default();
             let mut broken = None;
             for (page, rows, evidence) in &received {
@@ -370,60 +390,147 @@ pub fn verify_all_pausing(
                     break;
                 }
             }
-            // Stops the reader if verification ended early.
+            // Stops the readers if verification ended early.
             drop(received);
-            reader
-                .join()
-                .map_err(|_| DbError::Unavailable("the ledger reader panicked".to_owned()))??;
-            Ok(match broken {
+            let panicked = || DbError::Unavailable("the ledger reader panicked".to_owned());
+            reader.0.join().map_err(|_| panicked())??;
+            if let Some(looker) = reader.1 {
+                looker.join().map_err(|_| panicked())??;
+            }
+            Ok::<_, DbError>(match broken {
                 Some(problem) => verifier.fail(problem),
                 None => verifier.finish(),
             })
-        })
+        });
+        if let Some(helper) = helper {
+            <DbConnection as Connection>::TransactionManager::commit_transaction(helper)?;
+        }
+        report
     })
 }
 
-fn read_pages(
+/// A page of subscribers and their events, before their evidence.
+type EventPage = (Vec<SubscriberHead>, Vec<ConsentEventRow>);
+
+/// Puts `helper` (PostgreSQL only) in a read-only transaction that sees the
+/// snapshot `conn`'s transaction reads, or returns `None` to read
+/// everything on `conn`.
+fn share_snapshot<'h>(
+    conn: &mut DbConnection,
+    helper: Option<&'h mut DbConnection>,
+) -> Result<Option<&'h mut DbConnection>, DbError> {
+    let (DbConnection::Postgres(pg), Some(helper)) = (conn, helper) else {
+        return Ok(None);
+    };
+    let DbConnection::Postgres(other) = helper else {
+        return Ok(None);
+    };
+    #[derive(QueryableByName)]
+    struct Exported {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        snapshot: String,
+    }
+    let exported: Exported =
+        diesel::sql_query("SELECT pg_export_snapshot() AS snapshot").get_result(pg)?;
+    // The identifier comes from PostgreSQL itself; it is quoted all the same.
+    let id = exported.snapshot.replace('\'', "''");
+    diesel::connection::AnsiTransactionManager::begin_transaction_sql(
+        other,
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    )?;
+    if let Err(error) = other.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{id}'")) {
+        let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(helper);
+        return Err(error.into());
+    }
+    Ok(Some(helper))
+}
+
+/// The evidence thread: looks up the evidence of each page of events.
+fn look_up_evidence(
+    conn: &mut DbConnection,
+    events: std::sync::mpsc::Receiver<EventPage>,
+    pages: std::sync::mpsc::SyncSender<VerifyPage>,
+) -> Result<(), DbError> {
+    for (page, rows) in events {
+        let evidence = evidence_of(conn, &rows)?;
+        if pages.send((page, rows, evidence)).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// [`read_pages`] and [`look_up_evidence`] one after the other on one
+/// connection (SQLite, or no helper connection at hand).
+fn read_pages_with_evidence(
     conn: &mut DbConnection,
     page_size: i64,
     pages: std::sync::mpsc::SyncSender<VerifyPage>,
     mut pause: impl FnMut(),
 ) -> Result<(), DbError> {
     let mut after = String::new();
-    loop {
-        let page: Vec<SubscriberHead> = subscribers::table
-            .filter(subscribers::id.gt(&after))
-            .order(subscribers::id.asc())
-            .limit(page_size)
-            .select((
-                subscribers::id,
-                subscribers::chain_seq,
-                subscribers::chain_head,
-                subscribers::erased_at,
-            ))
-            .load(conn)?;
-        let Some(last) = page.last() else {
-            return Ok(());
-        };
-        after = last.0.clone();
-        pause();
-        // Subscriber pages are contiguous ranges of ids, so their events are
-        // one range scan of the (subscriber_id, seq) index.
-        let first = page[0].0.clone();
-        let rows: Vec<ConsentEventRow> = consent_events::table
-            .filter(consent_events::subscriber_id.ge(first))
-            .filter(consent_events::subscriber_id.le(after.clone()))
-            .order((
-                consent_events::subscriber_id.asc(),
-                consent_events::seq.asc(),
-            ))
-            .select(ConsentEventRow::as_select())
-            .load(conn)?;
+    while let Some((page, rows)) = read_page(conn, page_size, &mut after, &mut pause)? {
         let evidence = evidence_of(conn, &rows)?;
         if pages.send((page, rows, evidence)).is_err() {
-            return Ok(());
+            break;
         }
     }
+    Ok(())
+}
+
+/// The events thread: reads pages of subscribers and their events.
+fn read_pages(
+    conn: &mut DbConnection,
+    page_size: i64,
+    events: std::sync::mpsc::SyncSender<EventPage>,
+    mut pause: impl FnMut(),
+) -> Result<(), DbError> {
+    let mut after = String::new();
+    while let Some(page) = read_page(conn, page_size, &mut after, &mut pause)? {
+        if events.send(page).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The next page of subscribers after `after` (moved on to its last id),
+/// with their events; `None` past the last subscriber.
+fn read_page(
+    conn: &mut DbConnection,
+    page_size: i64,
+    after: &mut String,
+    pause: &mut impl FnMut(),
+) -> Result<Option<EventPage>, DbError> {
+    let page: Vec<SubscriberHead> = subscribers::table
+        .filter(subscribers::id.gt(&*after))
+        .order(subscribers::id.asc())
+        .limit(page_size)
+        .select((
+            subscribers::id,
+            subscribers::chain_seq,
+            subscribers::chain_head,
+            subscribers::erased_at,
+        ))
+        .load(conn)?;
+    let (Some(first), Some(last)) = (page.first(), page.last()) else {
+        return Ok(None);
+    };
+    let first = first.0.clone();
+    after.clone_from(&last.0);
+    pause();
+    // Subscriber pages are contiguous ranges of ids, so their events are
+    // one range scan of the (subscriber_id, seq) index.
+    let rows: Vec<ConsentEventRow> = consent_events::table
+        .filter(consent_events::subscriber_id.ge(first))
+        .filter(consent_events::subscriber_id.le(after.clone()))
+        .order((
+            consent_events::subscriber_id.asc(),
+            consent_events::seq.asc(),
+        ))
+        .select(ConsentEventRow::as_select())
+        .load(conn)?;
+    Ok(Some((page, rows)))
 }
 
 /// The evidence rows the events point to, by primary key. A separate
@@ -460,15 +567,56 @@ fn evidence_of(
     Ok(found)
 }
 
+/// Checks a page: its two halves on two threads (chains are independent),
+/// then adds what verified to `verifier` in subscriber order.
 fn check_page(
     verifier: &mut crate::ledger::verify::Verifier,
     page: &[SubscriberHead],
     rows: &[ConsentEventRow],
     evidence: &HashMap<String, EvidenceData>,
 ) -> Result<(), crate::ledger::verify::Broken> {
+    let middle = page.len() / 2;
+    let split = page
+        .get(middle)
+        .map(|(id, ..)| rows.partition_point(|row| row.subscriber_id < *id))
+        .unwrap_or(rows.len());
+    let (first, second) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| check_part(&page[middle..], &rows[split..], evidence));
+        let first = check_part(&page[..middle], &rows[..split], evidence);
+        (first, second.join())
+    });
+    // A panic while hashing is a bug, not a broken chain.
+    let second = second.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    for part in [first, second] {
+        for chain in &part.sound {
+            verifier.add(chain);
+        }
+        if let Some(broken) = part.broken {
+            return Err(verifier.broke(broken));
+        }
+    }
+    Ok(())
+}
+
+/// The chains of part of a page that verified, in order, up to the first
+/// that did not.
+struct CheckedPart<'a> {
+    sound: Vec<crate::ledger::verify::SoundChain<'a>>,
+    broken: Option<crate::ledger::verify::BrokenChain>,
+}
+
+fn check_part<'a>(
+    page: &'a [SubscriberHead],
+    rows: &'a [ConsentEventRow],
+    evidence: &'a HashMap<String, EvidenceData>,
+) -> CheckedPart<'a> {
     use crate::ledger::evidence::EvidenceFields;
-    use crate::ledger::verify::{StoredEvent, StoredSubscriber};
-    let times: Vec<String> = rows.iter().map(|r| format_time(r.occurred_at)).collect();
+    use crate::ledger::verify::{BrokenChain, StoredEvent, StoredSubscriber, check_chain};
+    let mut part = CheckedPart {
+        sound: Vec::with_capacity(page.len()),
+        broken: None,
+    };
+    let times: Vec<TimeText> = rows.iter().map(|r| TimeText::new(r.occurred_at)).collect();
     let mut start = 0;
     for (id, seq, head, erased_at) in page {
         let end = start
@@ -485,7 +633,7 @@ fn check_page(
                     subscriber_id: &row.subscriber_id,
                     seq: row.seq,
                     kind: &row.kind,
-                    occurred_at: time,
+                    occurred_at: time.as_str(),
                     subscription_id: row.subscription_id.as_deref(),
                     list_id: row.list_id.as_deref(),
                     consent_version_id: row.consent_version_id.as_deref(),
@@ -511,24 +659,32 @@ fn check_page(
                     ),
             })
             .collect();
-        verifier.subscriber(
-            StoredSubscriber {
-                id,
-                seq: *seq,
-                head,
-                erased: erased_at.is_some(),
-            },
-            &events,
-        )?;
+        let subscriber = StoredSubscriber {
+            id,
+            seq: *seq,
+            head,
+            erased: erased_at.is_some(),
+        };
+        match check_chain(subscriber, &events) {
+            Ok(Some(chain)) => part.sound.push(chain),
+            Ok(None) => {}
+            Err(broken) => {
+                part.broken = Some(broken);
+                return part;
+            }
+        }
         start = end;
     }
     if let Some(orphan) = rows.get(start) {
-        return Err(crate::ledger::verify::Broken {
-            subscriber_id: orphan.subscriber_id.clone(),
-            seq: orphan.seq,
-            event_id: Some(orphan.id.clone()),
-            reason: "an event is out of order in its chain".to_owned(),
+        part.broken = Some(BrokenChain {
+            broken: crate::ledger::verify::Broken {
+                subscriber_id: orphan.subscriber_id.clone(),
+                seq: orphan.seq,
+                event_id: Some(orphan.id.clone()),
+                reason: "an event is out of order in its chain".to_owned(),
+            },
+            events_before: 0,
         });
     }
-    Ok(())
+    part
 }
