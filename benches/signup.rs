@@ -287,36 +287,33 @@ fn unique_email(prefix: &str) -> String {
     format!("{prefix}{n}-{}@bench.example", std::process::id())
 }
 
-/// One keep-alive connection sending sign-ups until the deadline; returns
-/// the latencies of the 202 answers and the number of other outcomes.
-async fn http_connection(port: u16, deadline: Instant) -> (Vec<f64>, u64) {
+/// One keep-alive connection sending the requests `next` makes, one after
+/// the other, until it makes none or the deadline passed; returns the
+/// latencies of the answers with status `ok` and the number of others.
+async fn post_one_by_one(
+    port: u16,
+    deadline: Instant,
+    ok: u16,
+    mut next: impl FnMut() -> Option<String>,
+) -> (Vec<f64>, u64) {
     let mut latencies = Vec::new();
     let mut failed = 0;
-    let mut stream = match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-        Ok(s) => s,
-        Err(_) => return (latencies, 1),
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return (latencies, 1);
     };
     let _ = stream.set_nodelay(true);
-    let mut request = Vec::with_capacity(512);
-    let mut buffer = vec![0u8; 8192];
+    let mut buffer = vec![0u8; 16384];
     while Instant::now() < deadline {
-        let body = format!(r#"{{"email":"{}","consent":true}}"#, unique_email("h"));
-        request.clear();
-        request.extend_from_slice(
-            format!(
-                "POST /subscriptions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            )
-            .as_bytes(),
-        );
-        request.extend_from_slice(body.as_bytes());
+        let Some(request) = next() else {
+            break;
+        };
         let sent = Instant::now();
-        if stream.write_all(&request).await.is_err() {
+        if stream.write_all(request.as_bytes()).await.is_err() {
             failed += 1;
             break;
         }
         match read_response(&mut stream, &mut buffer).await {
-            Some(202) => latencies.push(sent.elapsed().as_secs_f64() * 1000.0),
+            Some(status) if status == ok => latencies.push(sent.elapsed().as_secs_f64() * 1000.0),
             Some(_) => failed += 1,
             None => {
                 failed += 1;
@@ -325,6 +322,19 @@ async fn http_connection(port: u16, deadline: Instant) -> (Vec<f64>, u64) {
         }
     }
     (latencies, failed)
+}
+
+/// One keep-alive connection sending sign-ups of new addresses until the
+/// deadline.
+async fn http_connection(port: u16, deadline: Instant) -> (Vec<f64>, u64) {
+    post_one_by_one(port, deadline, 202, || {
+        let body = format!(r#"{{"email":"{}","consent":true}}"#, unique_email("h"));
+        Some(format!(
+            "POST /subscriptions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    })
+    .await
 }
 
 /// Reads one HTTP/1.1 response with a `Content-Length`; its status.
@@ -363,6 +373,79 @@ async fn read_response(stream: &mut tokio::net::TcpStream, buffer: &mut [u8]) ->
         }
         return Some(status);
     }
+}
+
+/// One keep-alive connection posting `requests` (path and form body) taken
+/// from a shared queue until it is empty or the deadline passed.
+async fn click_connection(
+    port: u16,
+    deadline: Instant,
+    requests: Arc<std::sync::Mutex<Vec<(String, &'static str)>>>,
+) -> (Vec<f64>, u64) {
+    post_one_by_one(port, deadline, 200, || {
+        let (path, body) = requests.lock().ok()?.pop()?;
+        Some(format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    })
+    .await
+}
+
+/// Posts every request of `requests` over `connections` keep-alive
+/// connections (or until `seconds` pass).
+async fn run_clicks(
+    port: u16,
+    backend: &'static str,
+    kind: &'static str,
+    connections: usize,
+    seconds: u64,
+    requests: Vec<(String, &'static str)>,
+) -> RunResult {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let requests = Arc::new(std::sync::Mutex::new(requests));
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| tokio::spawn(click_connection(port, deadline, Arc::clone(&requests))))
+        .collect();
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    for task in tasks {
+        let (l, f) = task.await.unwrap();
+        latencies.extend(l);
+        failed += f;
+    }
+    result(
+        kind,
+        backend,
+        connections,
+        latencies,
+        failed,
+        started.elapsed().as_secs_f64(),
+    )
+}
+
+/// The confirmation links of pending sign-ups (their tokens are in the
+/// outbox rows, no worker having sent them), with their subscriptions.
+fn confirmation_links(pool: &DbPool, most: i64) -> Vec<(String, String)> {
+    use assent::db::schema::outbox;
+    use diesel::prelude::*;
+    let mut conn = pool.get().unwrap();
+    outbox::table
+        .filter(outbox::kind.eq("confirmation"))
+        .filter(outbox::state.eq("pending"))
+        .select((outbox::subscription_id, outbox::payload))
+        .limit(most)
+        .load::<(Option<String>, String)>(&mut *conn)
+        .unwrap()
+        .into_iter()
+        .filter_map(|(subscription, payload)| {
+            let token = serde_json::from_str::<serde_json::Value>(&payload).ok()?["token"]
+                .as_str()?
+                .to_owned();
+            Some((subscription?, format!("/confirm/{token}")))
+        })
+        .collect()
 }
 
 async fn run_http(port: u16, backend: &'static str, connections: usize, seconds: u64) -> RunResult {
@@ -625,6 +708,56 @@ fn main() {
                 "peak_rss_mib": peak,
             }));
         }
+        // Clicks at the highest load: confirmations, then one-click
+        // unsubscribes of the same subscriptions, each request its own
+        // transaction (they are not group-committed; see
+        // docs/performance.md).
+        let most = *opts.connections.iter().max().unwrap_or(&64);
+        let links = confirmation_links(&ctx.pool, 200_000);
+        let confirmations = links
+            .iter()
+            .map(|(_, path)| (path.clone(), ""))
+            .collect::<Vec<_>>();
+        let confirm = runtime.block_on(run_clicks(
+            port,
+            backend,
+            "confirm",
+            most,
+            opts.seconds,
+            confirmations,
+        ));
+        print_run(0, &confirm);
+        let unsubscribes = links
+            .iter()
+            .take(confirm.requests as usize)
+            .filter_map(|(subscription, _)| {
+                let id = uuid::Uuid::parse_str(subscription).ok()?;
+                let token = ctx.link_keys.mint(assent::tokens::Purpose::Leave, id);
+                Some((
+                    format!("/unsubscribe/{token}"),
+                    "List-Unsubscribe=One-Click",
+                ))
+            })
+            .collect::<Vec<_>>();
+        let unsubscribe = runtime.block_on(run_clicks(
+            port,
+            backend,
+            "unsubscribe",
+            most,
+            opts.seconds,
+            unsubscribes,
+        ));
+        print_run(0, &unsubscribe);
+        summary.push(serde_json::json!({
+            "backend": backend,
+            "connections": most,
+            "confirmations_per_second": confirm.per_second,
+            "confirmation_p99_ms": confirm.p99_ms,
+            "unsubscribes_per_second": unsubscribe.per_second,
+            "unsubscribe_p99_ms": unsubscribe.p99_ms,
+        }));
+        runs.push(confirm);
+        runs.push(unsubscribe);
         let (_, peak) = server.memory_mib();
         memory.push(serde_json::json!({
             "backend": backend,
