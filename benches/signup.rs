@@ -402,11 +402,29 @@ async fn run_clicks(
     seconds: u64,
     requests: Vec<(String, &'static str)>,
 ) -> RunResult {
+    let requests = Arc::new(std::sync::Mutex::new(requests));
+    run_connections(backend, kind, connections, seconds, |deadline| {
+        click_connection(port, deadline, Arc::clone(&requests))
+    })
+    .await
+}
+
+/// Runs `connection` on `connections` tasks until `seconds` pass and sums
+/// up their latencies and failures as the run `kind`.
+async fn run_connections<F>(
+    backend: &'static str,
+    kind: &'static str,
+    connections: usize,
+    seconds: u64,
+    connection: impl Fn(Instant) -> F,
+) -> RunResult
+where
+    F: std::future::Future<Output = (Vec<f64>, u64)> + Send + 'static,
+{
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
-    let requests = Arc::new(std::sync::Mutex::new(requests));
     let tasks: Vec<_> = (0..connections)
-        .map(|_| tokio::spawn(click_connection(port, deadline, Arc::clone(&requests))))
+        .map(|_| tokio::spawn(connection(deadline)))
         .collect();
     let mut latencies = Vec::new();
     let mut failed = 0;
@@ -449,26 +467,10 @@ fn confirmation_links(pool: &DbPool, most: i64) -> Vec<(String, String)> {
 }
 
 async fn run_http(port: u16, backend: &'static str, connections: usize, seconds: u64) -> RunResult {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..connections)
-        .map(|_| tokio::spawn(http_connection(port, deadline)))
-        .collect();
-    let mut latencies = Vec::new();
-    let mut failed = 0;
-    for task in tasks {
-        let (l, f) = task.await.unwrap();
-        latencies.extend(l);
-        failed += f;
-    }
-    result(
-        "http",
-        backend,
-        connections,
-        latencies,
-        failed,
-        started.elapsed().as_secs_f64(),
-    )
+    run_connections(backend, "http", connections, seconds, |deadline| {
+        http_connection(port, deadline)
+    })
+    .await
 }
 
 /// The application's context on the scratch database, for the direct runs.
