@@ -2,11 +2,13 @@
 //! `src/error.rs` answers: `application/problem+json` (RFC 9457) for API
 //! clients, an HTML page for browsers, or either (chosen by `Accept`).
 
-use utoipa::ToResponse;
+use std::collections::BTreeMap;
+
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{Content, Ref, RefOr};
+use utoipa::{IntoResponses, ToResponse};
 
 /// The formats an error can take on a route.
 #[derive(Clone, Copy)]
@@ -129,4 +131,43 @@ error_responses! {
     EitherTooManyRequests => "`rate_limited`: too many sign-ups from this client address", Either, [RetryAfter];
     EitherUnavailable => "`service_unavailable`: the database is out of reach, read-only or busy", Either, [RetryAfterFive];
     EitherInternal => "`internal_error`: an unexpected failure (logged)", Either, [];
+}
+
+/// Declares sets of the responses above that many routes answer alike,
+/// each a type to name in a route's `responses(...)`: name, then status
+/// and response of each member.
+macro_rules! response_sets {
+    ($($(#[doc = $doc:literal])* $name:ident => [$($status:literal => $response:ident),*];)*) => {
+        $(
+            $(#[doc = $doc])*
+            pub struct $name;
+
+            impl IntoResponses for $name {
+                fn responses() -> BTreeMap<String, RefOr<Response>> {
+                    BTreeMap::from([$((
+                        $status.to_string(),
+                        RefOr::Ref(Ref::from_response_name(stringify!($response))),
+                    )),*])
+                }
+            }
+        )*
+    };
+}
+
+response_sets! {
+    /// What every admin route may answer besides its own: no key, an
+    /// unexpected failure, the database out of reach.
+    AdminErrors => [401 => Unauthorized, 500 => Internal, 503 => Unavailable];
+    /// What a page behind a link in an email may answer besides its own.
+    LinkPageErrors => [404 => EitherNotFound, 500 => EitherInternal, 503 => EitherUnavailable];
+    /// What the form behind a link in an email may answer besides its own:
+    /// a body that is not one of its fields, besides the page's errors.
+    LinkFormErrors => [
+        400 => EitherMalformedRequest,
+        404 => EitherNotFound,
+        413 => EitherPayloadTooLarge,
+        415 => EitherUnsupportedMediaType,
+        500 => EitherInternal,
+        503 => EitherUnavailable
+    ];
 }

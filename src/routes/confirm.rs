@@ -113,10 +113,8 @@ fn parse_token(raw: &str, format: Format) -> Result<ConfirmationToken, AppError>
                 ("Referrer-Policy" = String, description = "`no-referrer`"),
                 ("Cache-Control" = String, description = "`no-store`"),
             )),
-        (status = 404, response = crate::openapi::responses::EitherNotFound),
         (status = 410, response = crate::openapi::responses::EitherGone),
-        (status = 500, response = crate::openapi::responses::EitherInternal),
-        (status = 503, response = crate::openapi::responses::EitherUnavailable),
+        crate::openapi::responses::LinkPageErrors,
     ),
 )]
 pub async fn show(
@@ -233,10 +231,8 @@ fn success(
                 ("Referrer-Policy" = String, description = "`no-referrer`"),
                 ("Cache-Control" = String, description = "`no-store`"),
             )),
-        (status = 404, response = crate::openapi::responses::EitherNotFound),
         (status = 410, response = crate::openapi::responses::EitherGone),
-        (status = 500, response = crate::openapi::responses::EitherInternal),
-        (status = 503, response = crate::openapi::responses::EitherUnavailable),
+        crate::openapi::responses::LinkPageErrors,
     ),
 )]
 pub async fn confirm(

@@ -109,9 +109,7 @@ async fn in_list_of(ctx: &AppContext, subscription_id: &str, error: AppError) ->
                 ("Referrer-Policy" = String, description = "`no-referrer`"),
                 ("Cache-Control" = String, description = "`no-store`"),
             )),
-        (status = 404, response = crate::openapi::responses::EitherNotFound),
-        (status = 500, response = crate::openapi::responses::EitherInternal),
-        (status = 503, response = crate::openapi::responses::EitherUnavailable),
+        crate::openapi::responses::LinkPageErrors,
     ),
 )]
 pub async fn show(
@@ -187,12 +185,7 @@ async fn form_fields(
                 ("Referrer-Policy" = String, description = "`no-referrer`"),
                 ("Cache-Control" = String, description = "`no-store`"),
             )),
-        (status = 400, response = crate::openapi::responses::EitherMalformedRequest),
-        (status = 404, response = crate::openapi::responses::EitherNotFound),
-        (status = 413, response = crate::openapi::responses::EitherPayloadTooLarge),
-        (status = 415, response = crate::openapi::responses::EitherUnsupportedMediaType),
-        (status = 500, response = crate::openapi::responses::EitherInternal),
-        (status = 503, response = crate::openapi::responses::EitherUnavailable),
+        crate::openapi::responses::LinkFormErrors,
     ),
 )]
 pub async fn unsubscribe(
@@ -289,12 +282,7 @@ pub async fn unsubscribe(
                 ("Referrer-Policy" = String, description = "`no-referrer`"),
                 ("Cache-Control" = String, description = "`no-store`"),
             )),
-        (status = 400, response = crate::openapi::responses::EitherMalformedRequest),
-        (status = 404, response = crate::openapi::responses::EitherNotFound),
-        (status = 413, response = crate::openapi::responses::EitherPayloadTooLarge),
-        (status = 415, response = crate::openapi::responses::EitherUnsupportedMediaType),
-        (status = 500, response = crate::openapi::responses::EitherInternal),
-        (status = 503, response = crate::openapi::responses::EitherUnavailable),
+        crate::openapi::responses::LinkFormErrors,
     ),
 )]
 pub async fn withdraw(

@@ -69,9 +69,7 @@ fn in_list(list: Option<&ListEntry>, error: AppError) -> AppError {
                 ("Referrer-Policy" = String, description = "`no-referrer`"),
                 ("Cache-Control" = String, description = "`no-store`"),
             )),
-        (status = 404, response = crate::openapi::responses::EitherNotFound),
-        (status = 500, response = crate::openapi::responses::EitherInternal),
-        (status = 503, response = crate::openapi::responses::EitherUnavailable),
+        crate::openapi::responses::LinkPageErrors,
     ),
 )]
 pub async fn show(
@@ -118,12 +116,7 @@ pub async fn show(
                 ("Referrer-Policy" = String, description = "`no-referrer`"),
                 ("Cache-Control" = String, description = "`no-store`"),
             )),
-        (status = 400, response = crate::openapi::responses::EitherMalformedRequest),
-        (status = 404, response = crate::openapi::responses::EitherNotFound),
-        (status = 413, response = crate::openapi::responses::EitherPayloadTooLarge),
-        (status = 415, response = crate::openapi::responses::EitherUnsupportedMediaType),
-        (status = 500, response = crate::openapi::responses::EitherInternal),
-        (status = 503, response = crate::openapi::responses::EitherUnavailable),
+        crate::openapi::responses::LinkFormErrors,
     ),
 )]
 pub async fn act(

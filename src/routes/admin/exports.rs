@@ -72,9 +72,7 @@ fn parse_time(field: &'static str, value: Option<&str>) -> Result<Option<NaiveDa
             content((String = "text/csv"), (String = "application/x-ndjson")), headers(("Cache-Control" = String, description = "`no-store`"))),
         (status = 400, response = crate::openapi::responses::MalformedQuery),
         (status = 422, response = crate::openapi::responses::ValidationFailed),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 500, response = crate::openapi::responses::Internal),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        crate::openapi::responses::AdminErrors,
     ),
 )]
 pub async fn consent(
@@ -124,9 +122,7 @@ pub async fn consent(
     security(("admin_key" = [])),
     responses(
         (status = 200, description = "Every consent text ever registered, oldest first", body = crate::openapi::schemas::ConsentTexts),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 500, response = crate::openapi::responses::Internal),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        crate::openapi::responses::AdminErrors,
     ),
 )]
 pub async fn consent_texts(
@@ -153,9 +149,7 @@ pub async fn consent_texts(
             body = String, content_type = "application/x-ndjson", headers(("Cache-Control" = String, description = "`no-store`"))),
         (status = 400, response = crate::openapi::responses::MalformedQuery),
         (status = 422, response = crate::openapi::responses::ValidationFailed),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 500, response = crate::openapi::responses::Internal),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        crate::openapi::responses::AdminErrors,
     ),
 )]
 pub async fn events(

@@ -17,9 +17,7 @@ use crate::routes::db_call::with_conn;
     security(("admin_key" = [])),
     responses(
         (status = 200, description = "The verification report, whether or not every chain verified (see `ok`)", body = crate::ledger::verify::Report),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 500, response = crate::openapi::responses::Internal),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        crate::openapi::responses::AdminErrors,
     ),
 )]
 pub async fn verify(_admin: Admin, ctx: web::Data<AppContext>) -> Result<HttpResponse, AppError> {

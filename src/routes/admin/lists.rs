@@ -60,9 +60,7 @@ fn version_json(version: &ConsentVersion) -> serde_json::Value {
     security(("admin_key" = [])),
     responses(
         (status = 200, description = "The configured lists", body = crate::openapi::schemas::Lists),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 500, response = crate::openapi::responses::Internal),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        crate::openapi::responses::AdminErrors,
     ),
 )]
 pub async fn index(_admin: Admin, ctx: web::Data<AppContext>) -> HttpResponse {
@@ -80,9 +78,7 @@ pub async fn index(_admin: Admin, ctx: web::Data<AppContext>) -> HttpResponse {
     responses(
         (status = 200, description = "The list with every consent version", body = crate::openapi::schemas::ListDetail),
         (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 500, response = crate::openapi::responses::Internal),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        crate::openapi::responses::AdminErrors,
     ),
 )]
 pub async fn show(
@@ -126,9 +122,7 @@ pub struct NewVersion {
         (status = 413, response = crate::openapi::responses::PayloadTooLarge),
         (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
         (status = 422, response = crate::openapi::responses::ValidationFailed),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 500, response = crate::openapi::responses::Internal),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        crate::openapi::responses::AdminErrors,
     ),
 )]
 pub async fn register_version(
@@ -180,9 +174,7 @@ pub async fn register_version(
         (status = 200, description = "Confirmed subscriptions, streamed: one `AudienceMember` JSON object per line",
             body = String, content_type = "application/x-ndjson", headers(("Cache-Control" = String, description = "`no-store`"))),
         (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 500, response = crate::openapi::responses::Internal),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        crate::openapi::responses::AdminErrors,
     ),
 )]
 pub async fn audience(

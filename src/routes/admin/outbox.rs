@@ -35,9 +35,7 @@ pub struct StateQuery {
         (status = 200, description = "Outbox rows in one state, newest first; payloads are never shown", body = crate::openapi::schemas::OutboxRows),
         (status = 400, response = crate::openapi::responses::MalformedQuery),
         (status = 422, response = crate::openapi::responses::ValidationFailed),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 500, response = crate::openapi::responses::Internal),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        crate::openapi::responses::AdminErrors,
     ),
 )]
 pub async fn index(
@@ -109,9 +107,7 @@ fn webhook_host(row: &crate::db::models::OutboxRow) -> Option<String> {
     responses(
         (status = 200, description = "The dead row is queued again, due now", body = crate::openapi::schemas::Retried),
         (status = 409, response = crate::openapi::responses::Conflict),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 500, response = crate::openapi::responses::Internal),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        crate::openapi::responses::AdminErrors,
     ),
 )]
 pub async fn retry(

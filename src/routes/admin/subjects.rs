@@ -97,9 +97,7 @@ pub struct EmailQuery {
         (status = 400, response = crate::openapi::responses::MalformedQuery),
         (status = 404, response = crate::openapi::responses::NotFound),
         (status = 422, response = crate::openapi::responses::ValidationFailed),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 500, response = crate::openapi::responses::Internal),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        crate::openapi::responses::AdminErrors,
     ),
 )]
 pub async fn lookup(
@@ -132,9 +130,7 @@ pub async fn lookup(
             )),
         (status = 404, response = crate::openapi::responses::NotFound),
         (status = 422, response = crate::openapi::responses::ValidationFailed),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 500, response = crate::openapi::responses::Internal),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        crate::openapi::responses::AdminErrors,
     ),
 )]
 pub async fn export(
@@ -194,9 +190,7 @@ pub async fn export(
         (status = 200, description = "Every consent withdrawn and the person's data erased (GDPR Art. 17)", body = crate::openapi::schemas::Erased),
         (status = 404, response = crate::openapi::responses::NotFound),
         (status = 422, response = crate::openapi::responses::ValidationFailed),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 500, response = crate::openapi::responses::Internal),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        crate::openapi::responses::AdminErrors,
     ),
 )]
 pub async fn erase(
