@@ -729,8 +729,10 @@ fn main() {
             confirmations,
         ));
         print_run(0, &confirm);
+        // The run takes links from the end of the list: the confirmed ones.
         let unsubscribes = links
             .iter()
+            .rev()
             .take(confirm.requests as usize)
             .filter_map(|(subscription, _)| {
                 let id = uuid::Uuid::parse_str(subscription).ok()?;

@@ -191,10 +191,27 @@ async fn claim_ahead(
         match claim_and_prepare(ctx).await {
             Ok(prepared) if !prepared.is_empty() => {
                 in_flight.add(prepared.len());
-                for item in prepared {
-                    if to_send.send(item).await.is_err() {
+                let mut prepared = prepared.into_iter();
+                while let Some(item) = prepared.next() {
+                    // Waits for room in the queue, which a stalled relay may
+                    // keep full; on shutdown the senders stop taking from
+                    // it, so what is not queued yet is given back instead.
+                    let room = tokio::select! {
+                        biased;
+                        _ = shutdown.wait_for(|stop| *stop) => None,
+                        permit = to_send.reserve() => permit.ok(),
+                    };
+                    let Some(room) = room else {
+                        let unqueued: Vec<OutboxRow> = std::iter::once(item)
+                            .chain(prepared)
+                            .map(Prepared::into_row)
+                            .collect();
+                        let count = unqueued.len();
+                        release_unsent(ctx, unqueued).await;
+                        in_flight.sub(count);
                         return;
-                    }
+                    };
+                    room.send(item);
                 }
                 continue;
             }

@@ -355,7 +355,101 @@ async fn a_lease_of_a_killed_process_is_reclaimed_when_it_expires(backend: Backe
     );
 }
 
+/// SIGTERM while the relay has stalled and the worker's queue is full: the
+/// claim stage, waiting for room in the queue, gives back what it holds,
+/// the stalled send ends at its deadline, and the process exits with no
+/// row leased. Batches of 2 and one SMTP connection make the queue fill
+/// with four claimed rows.
+async fn sigterm_with_a_stalled_relay_gives_back_what_it_claimed(backend: Backend) {
+    use assent::db::schema::outbox;
+    use diesel::prelude::*;
+    let smtp = SmtpServer::start().await;
+    smtp.script([Behaviour::Stall]);
+    let (_database, url) = TestDatabase::create(backend);
+    let options = Options {
+        env: vec![
+            ("ASSENT_OUTBOX__BATCH_SIZE", "2".to_owned()),
+            ("ASSENT_OUTBOX__LEASE_SECS", "60".to_owned()),
+            ("ASSENT_MAIL__SMTP_POOL_MAX_SIZE", "1".to_owned()),
+            ("ASSENT_MAIL__SEND_TIMEOUT_SECS", "5".to_owned()),
+            ("ASSENT_HTTP__SHUTDOWN_DRAIN_MS", "100".to_owned()),
+        ],
+        ..Options::default()
+    };
+    // The sign-ups first, by an instance without a worker, so that every
+    // claim of the next one finds a whole batch due.
+    let mut without_worker = options.clone();
+    without_worker
+        .env
+        .push(("ASSENT_OUTBOX__WORKER", "false".to_owned()));
+    let mut first = Server::start_with(&url, smtp.port, &without_worker).await;
+    let client = reqwest::Client::new();
+    for n in 0..8 {
+        let response = client
+            .post(first.url("/subscriptions"))
+            .json(
+                &serde_json::json!({ "email": format!("stalled{n}@example.org"), "consent": true }),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    }
+    first.send_sigterm();
+    assert!(first.wait_exit(Duration::from_secs(30)).await.success());
+    let mut server = Server::start_with(&url, smtp.port, &options).await;
+    // One row in the stalled send, two queued (the queue holds a batch),
+    // one claimed and waiting for room.
+    wait_for("the send to stall", Duration::from_secs(15), || {
+        smtp.held() >= 1
+    })
+    .await;
+    wait_for("the queue to fill", Duration::from_secs(15), || {
+        leased_rows(&url) == 4
+    })
+    .await;
+    let sigterm_at = Instant::now();
+    server.send_sigterm();
+    let status = server.wait_exit(Duration::from_secs(30)).await;
+    let exited_after = sigterm_at.elapsed();
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(leased_rows(&url), 0, "leases left behind");
+    let rows: Vec<(String, i32, Option<String>)> = outbox::table
+        .select((outbox::state, outbox::attempts, outbox::last_error))
+        .order(outbox::attempts.desc())
+        .load(&mut crate::harness::connect(&url))
+        .unwrap();
+    assert_eq!(rows.len(), 8);
+    assert!(
+        rows.iter().all(|(state, ..)| state == "pending"),
+        "{rows:?}"
+    );
+    // The stalled send counts as a failed attempt; the others were never
+    // tried and are given back as they were.
+    assert_eq!(rows[0].1, 1, "{rows:?}");
+    assert!(rows[0].2.is_some(), "{rows:?}");
+    assert!(
+        rows[1..].iter().all(|(_, attempts, _)| *attempts == 0),
+        "{rows:?}"
+    );
+    assert!(smtp.received().is_empty());
+    println!(
+        "sigterm-stalled-relay/{backend:?}: leased 4 at SIGTERM, exited after {} ms, leases left 0, \
+         rows pending 8 (attempts 1 for the stalled send, 0 for 7)",
+        exited_after.as_millis()
+    );
+}
+
 mod sqlite {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "slow: runs the binary until a send times out; CI runs it"]
+    async fn sigterm_with_a_stalled_relay_gives_back_what_it_claimed() {
+        super::sigterm_with_a_stalled_relay_gives_back_what_it_claimed(
+            crate::helpers::Backend::Sqlite,
+        )
+        .await
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "slow: waits for a lease to expire; CI runs it"]
     async fn a_lease_of_a_killed_process_is_reclaimed_when_it_expires() {
@@ -379,6 +473,15 @@ mod sqlite {
 }
 
 mod postgres {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "slow: runs the binary until a send times out; CI runs it"]
+    async fn sigterm_with_a_stalled_relay_gives_back_what_it_claimed() {
+        super::sigterm_with_a_stalled_relay_gives_back_what_it_claimed(
+            crate::helpers::Backend::Postgres,
+        )
+        .await
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "slow: waits for a lease to expire; CI runs it"]
     async fn a_lease_of_a_killed_process_is_reclaimed_when_it_expires() {
