@@ -360,10 +360,16 @@ where
     }
     pg.batch_execute("SET LOCAL enable_seqscan = off")?;
     let result = work(conn);
-    if let DbConnection::Postgres(pg) = conn {
-        pg.batch_execute("SET LOCAL enable_seqscan = on")?;
-    }
-    result
+    let DbConnection::Postgres(pg) = conn else {
+        return result;
+    };
+    // After a failed statement the transaction takes no more commands:
+    // `work`'s error is the one to report (and to classify for a retry),
+    // not the refused reset's.
+    let reset = pg.batch_execute("SET LOCAL enable_seqscan = on");
+    let value = result?;
+    reset?;
+    Ok(value)
 }
 
 /// Runs `work` in one read-only snapshot, so several statements see the

@@ -282,7 +282,35 @@ async fn concurrent_signups_are_batched_without_changing_answers(backend: Backen
     assert_eq!(report["ok"], json!(true), "{report}");
 }
 
+/// A statement that fails under `with_index_lookups` (which turns the
+/// planner's sequential scans off and on again around the batch's
+/// look-ups) reports its own error, here the unique violation callers
+/// classify, not the refused "on" of the aborted transaction after it.
+async fn a_failure_under_index_lookups_reports_its_own_error(backend: Backend) {
+    use assent::db::{DbError, with_index_lookups};
+    use diesel::RunQueryDsl;
+    use diesel::result::{DatabaseErrorKind, Error};
+    let app = spawn_app(backend).await;
+    let outcome = write_transaction(&mut app.db(), |conn| {
+        with_index_lookups(conn, |conn| {
+            diesel::sql_query("INSERT INTO lists SELECT * FROM lists").execute(conn)?;
+            Ok::<_, DbError>(())
+        })
+    });
+    assert!(
+        matches!(
+            outcome,
+            Err(DbError::Query(Error::DatabaseError(
+                DatabaseErrorKind::UniqueViolation,
+                _
+            )))
+        ),
+        "{outcome:?}"
+    );
+}
+
 crate::backend_tests!(
     a_batch_records_what_one_by_one_records,
     concurrent_signups_are_batched_without_changing_answers,
+    a_failure_under_index_lookups_reports_its_own_error,
 );
