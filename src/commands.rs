@@ -57,9 +57,7 @@ pub fn keys(settings: &ValidSettings, action: KeysCommand) -> anyhow::Result<()>
 pub fn verify_ledger(settings: &ValidSettings) -> anyhow::Result<()> {
     let pool = prepare_database(settings)?;
     let mut conn = pool.get().map_err(DbError::from)?;
-    // A second connection, if one is free, looks up evidence alongside.
-    let mut helper = pool.get_timeout(std::time::Duration::from_millis(200)).ok();
-    let report = ledger::verify_all(&mut conn, helper.as_deref_mut(), ledger::VERIFY_PAGE_SIZE)?;
+    let report = ledger::verify_ledger(&pool, &mut conn)?;
     println!("{}", serde_json::to_string(&report)?);
     if !report.ok {
         bail!("the consent ledger is broken");

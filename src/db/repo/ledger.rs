@@ -57,17 +57,7 @@ pub fn append(
     events: &[NewEvent<'_>],
 ) -> Result<(ChainHead, Vec<String>), DbError> {
     let (current, rows) = chain_rows(subscriber_id, head, events);
-    let moved = diesel::update(
-        subscribers::table
-            .filter(subscribers::id.eq(subscriber_id))
-            .filter(subscribers::chain_seq.eq(head.seq)),
-    )
-    .set((
-        subscribers::chain_seq.eq(current.seq),
-        subscribers::chain_head.eq(&current.hash),
-    ))
-    .execute(conn)?;
-    if moved != 1 {
+    if move_head(conn, subscriber_id, head.seq, &current)? != 1 {
         return Err(chain_conflict());
     }
     let ids = rows.iter().map(|r| r.id.clone()).collect();
@@ -114,25 +104,13 @@ pub fn append_many(
         let (_, head) = heads
             .get_mut(*subscriber_id)
             .ok_or(DbError::Query(diesel::result::Error::NotFound))?;
-        let row = build_row(subscriber_id, head, event);
-        *head = ChainHead {
-            seq: row.seq,
-            hash: row.hash.clone(),
-        };
-        rows.push(row);
+        rows.push(advance(subscriber_id, head, event));
     }
     let moved = move_heads(conn, &heads)?;
     if moved != heads.len() {
         return Err(chain_conflict());
     }
-    match conn {
-        DbConnection::Postgres(pg) => diesel::copy_from(consent_events::table)
-            .from_insertable(&rows)
-            .execute(pg)?,
-        DbConnection::Sqlite(lite) => diesel::insert_into(consent_events::table)
-            .values(&rows)
-            .execute(lite)?,
-    };
+    insert_rows!(conn, consent_events::table, &rows)?;
     Ok(())
 }
 
@@ -170,20 +148,32 @@ fn move_heads(
         DbConnection::Sqlite(_) => {
             let mut moved = 0;
             for (id, (from, head)) in heads {
-                moved += diesel::update(
-                    subscribers::table
-                        .filter(subscribers::id.eq(id))
-                        .filter(subscribers::chain_seq.eq(from)),
-                )
-                .set((
-                    subscribers::chain_seq.eq(head.seq),
-                    subscribers::chain_head.eq(&head.hash),
-                ))
-                .execute(conn)?;
+                moved += move_head(conn, id, *from, head)?;
             }
             Ok(moved)
         }
     }
+}
+
+/// Moves a subscriber's head from sequence number `from` to `to`, if it
+/// still stands there (the compare-and-set of every append); returns how
+/// many rows moved, 0 or 1.
+fn move_head(
+    conn: &mut DbConnection,
+    subscriber_id: &str,
+    from: i64,
+    to: &ChainHead,
+) -> Result<usize, DbError> {
+    Ok(diesel::update(
+        subscribers::table
+            .filter(subscribers::id.eq(subscriber_id))
+            .filter(subscribers::chain_seq.eq(from)),
+    )
+    .set((
+        subscribers::chain_seq.eq(to.seq),
+        subscribers::chain_head.eq(&to.hash),
+    ))
+    .execute(conn)?)
 }
 
 /// Hashes events onto a chain that stands at `head`, without writing them:
@@ -194,16 +184,22 @@ pub fn chain_rows(
     events: &[NewEvent<'_>],
 ) -> (ChainHead, Vec<ConsentEventRow>) {
     let mut current = head.clone();
-    let mut rows = Vec::with_capacity(events.len());
-    for event in events {
-        let row = build_row(subscriber_id, &current, event);
-        current = ChainHead {
-            seq: row.seq,
-            hash: row.hash.clone(),
-        };
-        rows.push(row);
-    }
+    let rows = events
+        .iter()
+        .map(|event| advance(subscriber_id, &mut current, event))
+        .collect();
     (current, rows)
+}
+
+/// The row of `event` on a chain that stands at `head`, which it moves on
+/// to the new event.
+fn advance(subscriber_id: &str, head: &mut ChainHead, event: &NewEvent<'_>) -> ConsentEventRow {
+    let row = build_row(subscriber_id, head, event);
+    *head = ChainHead {
+        seq: row.seq,
+        hash: row.hash.clone(),
+    };
+    row
 }
 
 fn build_row(subscriber_id: &str, head: &ChainHead, event: &NewEvent<'_>) -> ConsentEventRow {
@@ -353,6 +349,20 @@ pub fn verify_all(
     page_size: i64,
 ) -> Result<crate::ledger::verify::Report, DbError> {
     verify_all_pausing(conn, helper, page_size, || {})
+}
+
+/// How long [`verify_ledger`] waits for a second connection.
+const HELPER_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Verifies the whole ledger on `conn` (see [`verify_all`]), with a second
+/// connection from `pool` looking up evidence alongside if one is free
+/// within 200 ms; else everything is read on `conn`.
+pub fn verify_ledger(
+    pool: &crate::db::DbPool,
+    conn: &mut DbConnection,
+) -> Result<crate::ledger::verify::Report, DbError> {
+    let mut helper = pool.get_timeout(HELPER_WAIT).ok();
+    verify_all(conn, helper.as_deref_mut(), VERIFY_PAGE_SIZE)
 }
 
 /// [`verify_all`], calling `pause` on the reading thread after each page of

@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 
 use super::Admin;
 use crate::context::AppContext;
-use crate::db::repo::ledger::{VERIFY_PAGE_SIZE, verify_all};
+use crate::db::repo::ledger::verify_ledger;
 use crate::error::{AppError, Format};
 use crate::routes::db_call::with_conn;
 
@@ -22,12 +22,7 @@ use crate::routes::db_call::with_conn;
 )]
 pub async fn verify(_admin: Admin, ctx: web::Data<AppContext>) -> Result<HttpResponse, AppError> {
     let pool = ctx.pool.clone();
-    let report = with_conn(&ctx, Format::Json, move |conn| {
-        // A second connection, if one is free, looks up evidence alongside.
-        let mut helper = pool.get_timeout(std::time::Duration::from_millis(200)).ok();
-        verify_all(conn, helper.as_deref_mut(), VERIFY_PAGE_SIZE)
-    })
-    .await?;
+    let report = with_conn(&ctx, Format::Json, move |conn| verify_ledger(&pool, conn)).await?;
     if !report.ok {
         tracing::error!(broken = ?report.broken, "the consent ledger failed verification");
     }

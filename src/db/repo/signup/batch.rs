@@ -93,24 +93,6 @@ struct NewRows {
     outbox: Vec<crate::db::models::OutboxRow>,
 }
 
-/// Writes a table's rows of the batch in one statement, run on the
-/// concrete connection (diesel's connection enum cannot build batch
-/// inserts). On PostgreSQL that is `COPY ... FROM STDIN` (binary): a
-/// multi-row `INSERT` is a new statement for every batch size, parsed,
-/// planned and set up anew each time, which cost PostgreSQL more than the
-/// rows themselves (see docs/performance.md); `COPY` has nothing to plan.
-/// SQLite, in-process, inserts the rows with one multi-row `INSERT`.
-macro_rules! insert_rows {
-    ($conn:expr, $table:expr, $rows:expr) => {
-        match $conn {
-            DbConnection::Postgres(pg) => {
-                diesel::copy_from($table).from_insertable($rows).execute(pg)
-            }
-            DbConnection::Sqlite(lite) => diesel::insert_into($table).values($rows).execute(lite),
-        }
-    };
-}
-
 impl NewRows {
     fn insert(&self, conn: &mut DbConnection) -> Result<(), DbError> {
         // In foreign-key order.
