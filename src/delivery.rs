@@ -1,7 +1,8 @@
 //! What the outbox's two consumers, the mail worker and the webhook worker,
-//! share: the loop that runs their passes until shutdown (woken when a row
-//! is enqueued, else by a poll timer), the retry schedule, and giving back
-//! leases on the way out.
+//! share: waiting for work (woken when a row is enqueued, else by a poll
+//! timer), the retry schedule, and giving back leases on the way out; and
+//! the loop of a worker that runs in passes (the webhook worker's; the
+//! mail worker runs a pipeline of its own, `mail::worker::run`).
 
 use std::future::Future;
 use std::time::Duration;
