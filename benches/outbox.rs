@@ -5,7 +5,7 @@
 //! generator, measured in the same run (reference, worker, reference).
 //!
 //! cargo bench --bench outbox -- [--backend postgres|sqlite] [--rows N]
-//!     [--seconds S] [--json FILE]
+//!     [--seconds S] [--sink-pipelining on|off] [--json FILE]
 //!
 //! The sink counts each distinct Message-ID, so a message delivered twice
 //! shows; the worker's resident memory is sampled while it works.
@@ -31,6 +31,8 @@ struct Options {
     rows: usize,
     seconds: u64,
     json: Option<String>,
+    /// Whether the sink offers PIPELINING to the worker.
+    sink_pipelining: bool,
 }
 
 fn options() -> Options {
@@ -39,6 +41,7 @@ fn options() -> Options {
         rows: 100_000,
         seconds: 5,
         json: None,
+        sink_pipelining: true,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -49,6 +52,7 @@ fn options() -> Options {
             "--rows" => opts.rows = value.parse().expect("--rows N"),
             "--seconds" => opts.seconds = value.parse().expect("--seconds S"),
             "--json" => opts.json = Some(value),
+            "--sink-pipelining" => opts.sink_pipelining = value != "off",
             _ => {
                 i += 1;
                 continue;
@@ -59,11 +63,16 @@ fn options() -> Options {
     opts
 }
 
-/// An SMTP server that accepts everything and remembers Message-IDs.
+/// An SMTP server that accepts everything and remembers Message-IDs. Like
+/// Postfix, it offers PIPELINING (unless told not to) and writes its
+/// replies when it has read everything the client sent so far, so that a
+/// client that pipelines gets its replies together and one that does not
+/// gets each at once.
 #[derive(Clone, Default)]
 struct Sink {
     accepted: Arc<AtomicU64>,
     message_ids: Arc<Mutex<HashSet<String>>>,
+    without_pipelining: bool,
 }
 
 impl Sink {
@@ -87,21 +96,32 @@ impl Sink {
         stream.set_nodelay(true)?;
         let (read, mut write) = stream.into_split();
         let mut lines = BufReader::new(read);
-        write.write_all(b"220 sink ESMTP\r\n").await?;
+        let mut replies: Vec<u8> = b"220 sink ESMTP\r\n".to_vec();
         let mut line = String::new();
         loop {
             line.clear();
+            if lines.buffer().is_empty() && !replies.is_empty() {
+                write.write_all(&replies).await?;
+                replies.clear();
+            }
             if lines.read_line(&mut line).await? == 0 {
                 return Ok(());
             }
             let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
             match verb.as_str() {
-                "EHLO" => write.write_all(b"250-sink\r\n250 8BITMIME\r\n").await?,
+                "EHLO" if self.without_pipelining => {
+                    replies.extend(b"250-sink\r\n250 8BITMIME\r\n")
+                }
+                "EHLO" => replies.extend(b"250-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n"),
                 "DATA" => {
-                    write.write_all(b"354 go ahead\r\n").await?;
+                    replies.extend(b"354 go ahead\r\n");
                     let mut message_id = None;
                     loop {
                         line.clear();
+                        if lines.buffer().is_empty() && !replies.is_empty() {
+                            write.write_all(&replies).await?;
+                            replies.clear();
+                        }
                         if lines.read_line(&mut line).await? == 0 {
                             return Ok(());
                         }
@@ -119,13 +139,14 @@ impl Sink {
                         self.message_ids.lock().unwrap().insert(id);
                     }
                     self.accepted.fetch_add(1, Ordering::Relaxed);
-                    write.write_all(b"250 2.0.0 queued\r\n").await?;
+                    replies.extend(b"250 2.0.0 queued\r\n");
                 }
                 "QUIT" => {
-                    write.write_all(b"221 bye\r\n").await?;
+                    replies.extend(b"221 bye\r\n");
+                    write.write_all(&replies).await?;
                     return Ok(());
                 }
-                _ => write.write_all(b"250 ok\r\n").await?,
+                _ => replies.extend(b"250 ok\r\n"),
             }
         }
     }
@@ -265,7 +286,10 @@ fn main() {
         (url.to_string(), Some((admin, name)))
     };
 
-    let sink = Sink::default();
+    let sink = Sink {
+        without_pipelining: !opts.sink_pipelining,
+        ..Sink::default()
+    };
     let sink_port = runtime.block_on(sink.start());
     // The worker sends over `mail.smtp_pool_max_size` SMTP connections at
     // a time (8, the default, set below); the generator gets as many.
@@ -374,6 +398,7 @@ fn main() {
         "bench": "outbox",
         "backend": opts.backend,
         "rows": opts.rows,
+        "sink_pipelining": opts.sink_pipelining,
         "reference_per_second": [before, after],
         "worker_per_second": worker_rate,
         "worker_seconds": seconds,

@@ -13,6 +13,15 @@
 //! its socket is peeked at without blocking: a relay that closed it (or
 //! said goodbye, `421`) leaves something to read, and a new connection is
 //! opened instead; after a longer rest it must also answer `NOOP`.
+//!
+//! When the relay offers PIPELINING (RFC 2920), as Postfix, Exim and the
+//! large providers do, a message takes two round trips instead of four:
+//! `MAIL FROM`, `RCPT TO` and `DATA` go out in one write and their replies
+//! are read together, then the content and its final `.` in another.
+//! lettre's `AsyncSmtpConnection::send` waits for each reply in turn, and
+//! lettre does not record PIPELINING among a relay's extensions, so a new
+//! connection asks `EHLO` once more (before `AUTH`) to learn it, and the
+//! commands are lettre's own (`Mail`, `Rcpt`, `Data`) written together.
 
 use std::os::fd::AsFd;
 use std::sync::Mutex;
@@ -22,7 +31,9 @@ use lettre::address::Envelope;
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
@@ -76,6 +87,8 @@ struct Connection {
     /// The same socket, to peek at while the connection is idle.
     probe: std::net::TcpStream,
     idle_since: Instant,
+    /// The relay offered PIPELINING.
+    pipelining: bool,
 }
 
 impl Connection {
@@ -181,8 +194,16 @@ impl SmtpRelay {
 
     async fn exchange(&self, envelope: &Envelope, message: &[u8]) -> Result<(), SendError> {
         let mut conn = self.checkout().await?;
-        match conn.smtp.send(envelope, message).await {
-            Ok(_) => {
+        let sent = match pipelinable(envelope, message) {
+            Some(content) if conn.pipelining => {
+                send_pipelined(&mut conn.smtp, envelope, content).await
+            }
+            // lettre's own exchange, which adds SMTPUTF8 and BODY=8BITMIME
+            // where needed and aborts the connection itself on a failure.
+            _ => conn.smtp.send(envelope, message).await.map(drop),
+        };
+        match sent {
+            Ok(()) => {
                 if !conn.smtp.has_broken() {
                     conn.idle_since = Instant::now();
                     self.idle
@@ -192,8 +213,14 @@ impl SmtpRelay {
                 }
                 Ok(())
             }
-            // lettre has already aborted (QUIT, close) the connection.
-            Err(error) => Err(classify(&error)),
+            Err(error) => {
+                // Whatever state the relay is left in (a transaction begun,
+                // or waiting for content), the connection is not reused.
+                if !conn.smtp.has_broken() {
+                    conn.smtp.abort().await;
+                }
+                Err(classify(&error))
+            }
         }
     }
 
@@ -245,6 +272,12 @@ impl SmtpRelay {
             _ => Ok(()),
         };
         secured.map_err(|e| classify(&e))?;
+        // Asked before AUTH: a relay may reset its session on EHLO.
+        let pipelining = conn
+            .command(Ehlo::new(self.hello.clone()))
+            .await
+            .map(|reply| offers(&reply, "PIPELINING"))
+            .map_err(|e| classify(&e))?;
         if let Some(credentials) = &self.credentials {
             conn.auth(DEFAULT_MECHANISMS, credentials)
                 .await
@@ -254,8 +287,97 @@ impl SmtpRelay {
             smtp: conn,
             probe,
             idle_since: Instant::now(),
+            pipelining,
         })
     }
+}
+
+/// Whether an `EHLO` reply lists the extension (its lines after the first
+/// name the extensions, each with its parameters).
+fn offers(reply: &Response, extension: &str) -> bool {
+    reply.message().skip(1).any(|line| {
+        line.split_whitespace()
+            .next()
+            .is_some_and(|keyword| keyword.eq_ignore_ascii_case(extension))
+    })
+}
+
+/// The message as text, when it can go out without the parameters that
+/// lettre adds for non-ASCII addresses or content (SMTPUTF8, 8BITMIME):
+/// every message Assent builds, whose headers and parts lettre encodes to
+/// ASCII.
+fn pipelinable<'a>(envelope: &Envelope, message: &'a [u8]) -> Option<&'a str> {
+    let ascii_addresses = envelope
+        .from()
+        .into_iter()
+        .chain(envelope.to())
+        .all(|address| AsRef::<str>::as_ref(address).is_ascii());
+    if !ascii_addresses || !message.is_ascii() {
+        return None;
+    }
+    std::str::from_utf8(message).ok()
+}
+
+/// Text written as it is: lettre's `command` writes anything that
+/// displays, in one write, and reads one reply.
+struct Raw<'a>(&'a str);
+
+impl std::fmt::Display for Raw<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// One message in two round trips (RFC 2920): `MAIL`, every `RCPT` and
+/// `DATA` in one write, then every reply read in order (so the connection
+/// stays in step even when one is a refusal), then the content, made
+/// transparent, with its final `.` in a second write. The first refusal
+/// is the outcome.
+async fn send_pipelined(
+    smtp: &mut AsyncSmtpConnection,
+    envelope: &Envelope,
+    content: &str,
+) -> Result<(), SmtpError> {
+    let mut commands = Mail::new(envelope.from().cloned(), Vec::new()).to_string();
+    for recipient in envelope.to() {
+        commands.push_str(&Rcpt::new(recipient.clone(), Vec::new()).to_string());
+    }
+    commands.push_str(&Data.to_string());
+    let mut outcome = smtp.command(Raw(&commands)).await.map(drop);
+    // An error without a reply code means the connection is gone: no
+    // further reply will come.
+    let mut gone = outcome.as_ref().is_err_and(|e| e.status().is_none());
+    for _ in 0..envelope.to().len() + 1 {
+        if gone {
+            break;
+        }
+        // A refusal is a reply like any other: the next one still comes.
+        if let Err(error) = smtp.read_response().await {
+            gone = error.status().is_none();
+            if outcome.is_ok() {
+                outcome = Err(error);
+            }
+        }
+    }
+    outcome?;
+    smtp.command(Raw(&transparent(content))).await.map(drop)
+}
+
+/// The content as it goes after `DATA` (RFC 5321 4.5.2): a `.` doubled at
+/// the start of every line, then the end marker `CRLF . CRLF`, exactly as
+/// lettre sends it.
+fn transparent(content: &str) -> String {
+    let mut out = String::with_capacity(content.len() + 64);
+    let mut line_start = true;
+    for line in content.split_inclusive('\n') {
+        if line_start && line.starts_with('.') {
+            out.push('.');
+        }
+        out.push_str(line);
+        line_start = line.ends_with("\r\n");
+    }
+    out.push_str("\r\n.\r\n");
+    out
 }
 
 /// A 5xx reply is permanent; anything else (4xx, the network, TLS) may
@@ -370,6 +492,37 @@ mod tests {
             Some(Credentials::new("a@b.example".into(), "p@ss".into()))
         );
         assert_eq!(relay.hello, ClientId::Domain("mail.example.org".into()));
+    }
+
+    #[test]
+    fn content_is_made_transparent_as_lettre_does() {
+        assert_eq!(transparent("a\r\n.b\r\n"), "a\r\n..b\r\n\r\n.\r\n");
+        assert_eq!(transparent(".\r\n..\r\nx"), "..\r\n...\r\nx\r\n.\r\n");
+        // Only a dot after CRLF starts a line; a bare LF does not.
+        assert_eq!(transparent("a\n.b"), "a\n.b\r\n.\r\n");
+        assert_eq!(transparent("a.b\r\n"), "a.b\r\n\r\n.\r\n");
+    }
+
+    #[test]
+    fn pipelining_is_read_from_the_ehlo_reply() {
+        use lettre::transport::smtp::response::{Category, Code, Detail, Severity};
+        let code = Code::new(
+            Severity::PositiveCompletion,
+            Category::MailSystem,
+            Detail::Zero,
+        );
+        let reply =
+            |lines: &[&str]| Response::new(code, lines.iter().map(|l| (*l).to_owned()).collect());
+        assert!(offers(
+            &reply(&["relay.example", "SIZE 1000", "pipelining", "8BITMIME"]),
+            "PIPELINING"
+        ));
+        // The first line is the relay's name, not an extension.
+        assert!(!offers(&reply(&["PIPELINING", "8BITMIME"]), "PIPELINING"));
+        assert!(!offers(
+            &reply(&["relay.example", "XPIPELINING"]),
+            "PIPELINING"
+        ));
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //!
 //! `assent serve` runs it as a pipeline of three stages, so that the relay
 //! never waits for the database nor the database for the relay: one claims
-//! due rows and builds their messages ahead (up to two batches claimed and
-//! not yet recorded), one task per SMTP connection sends them, and one
+//! due rows and builds their messages ahead (up to five batches claimed
+//! and not yet recorded), one task per SMTP connection sends them, and one
 //! records what was sent, many rows per transaction. [`dispatch_due`] runs
 //! the same steps once, one after the other (tests drive the outbox so).
 
@@ -173,9 +173,18 @@ struct Stages<'a> {
     unrecorded: &'a Count,
 }
 
+/// How many batches may be claimed and not yet recorded when the claim
+/// stage claims the next one. Enough that the senders never wait for a
+/// claim (which reads and builds a whole batch on one thread while they
+/// send the ones before; one batch was measured to leave them idle), few
+/// enough that a slow relay holds few rows under lease: at most five
+/// batches, 1,280 messages of a few kilobytes each by default.
+const BATCHES_AHEAD: usize = 4;
+
 /// The first stage: claims due rows a batch at a time, builds their
-/// messages and queues them, staying at most two batches ahead of what
-/// is recorded (their leases run from the claim).
+/// messages and queues them, staying at most [`BATCHES_AHEAD`] batches
+/// ahead of what is recorded when it claims (their leases run from the
+/// claim).
 async fn claim_ahead(
     ctx: &SharedContext,
     to_send: mpsc::Sender<Prepared>,
@@ -184,7 +193,9 @@ async fn claim_ahead(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        in_flight.wait_until_at_most(batch, &mut shutdown).await;
+        in_flight
+            .wait_until_at_most(BATCHES_AHEAD * batch, &mut shutdown)
+            .await;
         if *shutdown.borrow() {
             break;
         }

@@ -179,6 +179,13 @@ pub async fn spawn_app_with(backend: Backend, extra: &str) -> TestApp {
     build_app(smtp, Arc::new(database), database_url, extra).await
 }
 
+/// Starts an app whose relay does not offer PIPELINING.
+pub async fn spawn_app_without_pipelining(backend: Backend) -> TestApp {
+    let smtp = SmtpServer::start_without_pipelining().await;
+    let (database, database_url) = TestDatabase::create(backend);
+    build_app(smtp, Arc::new(database), database_url, "").await
+}
+
 impl TestApp {
     /// Starts another instance on the same database and SMTP server with
     /// other settings (a restart after a configuration change).

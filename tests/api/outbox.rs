@@ -1,6 +1,8 @@
 use chrono::Duration;
 
-use crate::helpers::{Backend, header, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, header, spawn_app, spawn_app_with, spawn_app_without_pipelining,
+};
 use crate::smtp_server::{Behaviour, Stage};
 
 async fn a_temporary_failure_is_retried_and_delivered_once(backend: Backend) {
@@ -90,9 +92,26 @@ async fn a_permanent_refusal_is_retried_then_dead(backend: Backend) {
 }
 
 /// One scripted fault per case; the failure must be temporary, the row
-/// retried after its backoff and then delivered exactly once.
+/// retried after its backoff and then delivered exactly once. The relay
+/// offers PIPELINING, so the replies to the commands after a refusal are
+/// read too.
 async fn every_temporary_smtp_fault_is_retried_and_delivered_once(backend: Backend) {
     let app = spawn_app(backend).await;
+    every_temporary_fault_is_retried(&app).await;
+    assert_eq!(app.smtp.pipelined(), app.smtp.attempts());
+}
+
+/// The same with a relay that does not offer PIPELINING: Assent waits for
+/// each reply (RFC 2920 forbids pipelining to it).
+async fn every_temporary_smtp_fault_without_pipelining_is_retried_and_delivered_once(
+    backend: Backend,
+) {
+    let app = spawn_app_without_pipelining(backend).await;
+    every_temporary_fault_is_retried(&app).await;
+    assert_eq!(app.smtp.pipelined(), 0);
+}
+
+async fn every_temporary_fault_is_retried(app: &TestApp) {
     let reply = |stage, text: &str| Behaviour::ReplyAt(stage, text.to_owned());
     let cases = [
         // Accepts the connection, never greets: cut off by the send
@@ -226,4 +245,5 @@ crate::backend_tests!(
     a_temporary_failure_is_retried_and_delivered_once,
     a_permanent_refusal_is_retried_then_dead,
     every_temporary_smtp_fault_is_retried_and_delivered_once,
+    every_temporary_smtp_fault_without_pipelining_is_retried_and_delivered_once,
 );

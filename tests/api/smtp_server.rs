@@ -1,7 +1,10 @@
 //! A real SMTP server on TCP for tests: it speaks enough ESMTP for lettre,
-//! records what it accepts, and misbehaves on demand (4xx/5xx replies at
-//! any stage, dropped connections, a greeting that never comes, replies
-//! held back).
+//! offers PIPELINING as production relays do (or not, to test clients
+//! that wait for each reply), records what it accepts, and misbehaves on
+//! demand (4xx/5xx replies at any stage, dropped connections, a greeting
+//! that never comes, replies held back). Commands out of order get the
+//! replies RFC 5321 gives them (`RCPT` without `MAIL`, `DATA` without a
+//! recipient), which is what a pipelining client meets after a refusal.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -90,6 +93,7 @@ struct State {
     rejected: Vec<ReceivedMail>,
     attempts: usize,
     held: usize,
+    pipelined: usize,
 }
 
 /// The running server.
@@ -102,6 +106,8 @@ pub struct SmtpServer {
     /// connections then close, so that the client's next message opens a
     /// new connection and meets it (lettre keeps connections in a pool).
     close_idle: Arc<watch::Sender<u64>>,
+    /// Whether `EHLO` lists PIPELINING.
+    pipelining: bool,
 }
 
 impl SmtpServer {
@@ -110,8 +116,19 @@ impl SmtpServer {
         Self::start_on(0).await
     }
 
+    /// Starts listening on a free loopback port, without offering
+    /// PIPELINING: clients must wait for each reply.
+    #[allow(dead_code)] // not every test binary uses it
+    pub async fn start_without_pipelining() -> Self {
+        Self::start_with(0, false).await
+    }
+
     /// Starts listening on a given loopback port (0: any free one).
     pub async fn start_on(port: u16) -> Self {
+        Self::start_with(port, true).await
+    }
+
+    async fn start_with(port: u16, pipelining: bool) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind smtp");
@@ -121,6 +138,7 @@ impl SmtpServer {
             state: Arc::new(Mutex::new(State::default())),
             arrived: Arc::new(Notify::new()),
             close_idle: Arc::new(watch::Sender::new(0)),
+            pipelining,
         };
         let accepting = server.clone();
         tokio::spawn(async move {
@@ -156,6 +174,12 @@ impl SmtpServer {
     /// Messages that reached MAIL FROM (accepted or not).
     pub fn attempts(&self) -> usize {
         self.state.lock().unwrap().attempts
+    }
+
+    /// Messages whose `MAIL FROM` arrived with the next commands already
+    /// behind it, unanswered: the client pipelined.
+    pub fn pipelined(&self) -> usize {
+        self.state.lock().unwrap().pipelined
     }
 
     /// Messages whose reply the server held back ([`Behaviour::Stall`],
@@ -205,6 +229,8 @@ impl SmtpServer {
         }
         write.write_all(b"220 test.smtp ESMTP ready\r\n").await?;
         let mut mail_from = String::new();
+        // A MAIL FROM was accepted and no message ended since.
+        let mut in_transaction = false;
         let mut rcpt_to = Vec::new();
         let mut behaviour = Behaviour::Accept;
         // Between messages; only then may the server close an idle
@@ -228,14 +254,35 @@ impl SmtpServer {
             let command = line.trim_end().to_owned();
             let upper = command.to_ascii_uppercase();
             if upper.starts_with("EHLO") {
+                in_transaction = false;
+                let pipelining: &[u8] = if self.pipelining {
+                    b"250-PIPELINING\r\n"
+                } else {
+                    b""
+                };
                 write
-                    .write_all(b"250-test.smtp\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+                    .write_all(
+                        &[
+                            b"250-test.smtp\r\n",
+                            pipelining,
+                            b"250-8BITMIME\r\n250 SMTPUTF8\r\n",
+                        ]
+                        .concat(),
+                    )
                     .await?;
             } else if upper.starts_with("HELO") {
                 write.write_all(b"250 test.smtp\r\n").await?;
             } else if upper.starts_with("MAIL FROM:") {
-                self.state.lock().unwrap().attempts += 1;
+                {
+                    let mut state = self.state.lock().unwrap();
+                    state.attempts += 1;
+                    if !reader.buffer().is_empty() {
+                        state.pipelined += 1;
+                    }
+                }
                 behaviour = self.next_behaviour();
+                in_transaction = false;
+                rcpt_to.clear();
                 if let Some(reply) = behaviour.reply_at(Stage::MailFrom) {
                     if write_reply(&mut write, reply).await? {
                         return Ok(());
@@ -256,9 +303,14 @@ impl SmtpServer {
                 }
                 mail_from = command[10..].trim().to_owned();
                 rcpt_to.clear();
+                in_transaction = true;
                 idle = false;
                 write.write_all(b"250 2.1.0 OK\r\n").await?;
             } else if upper.starts_with("RCPT TO:") {
+                if !in_transaction {
+                    write.write_all(b"503 5.5.1 MAIL first\r\n").await?;
+                    continue;
+                }
                 if let Some(reply) = behaviour.reply_at(Stage::RcptTo) {
                     if write_reply(&mut write, reply).await? {
                         return Ok(());
@@ -269,6 +321,15 @@ impl SmtpServer {
                 rcpt_to.push(command[8..].trim().to_owned());
                 write.write_all(b"250 2.1.5 OK\r\n").await?;
             } else if upper == "DATA" {
+                if !in_transaction || rcpt_to.is_empty() {
+                    write
+                        .write_all(b"554 5.5.1 no valid recipients\r\n")
+                        .await?;
+                    in_transaction = false;
+                    idle = true;
+                    continue;
+                }
+                in_transaction = false;
                 write.write_all(b"354 end with .\r\n").await?;
                 let mut data = String::new();
                 loop {
@@ -318,6 +379,8 @@ impl SmtpServer {
                 return Ok(());
             } else {
                 if upper == "RSET" {
+                    in_transaction = false;
+                    rcpt_to.clear();
                     idle = true;
                 }
                 // RSET, NOOP and anything else lettre may say.

@@ -139,9 +139,10 @@ pub fn enqueue_webhook(
 
 /// Claims up to `limit` due rows of the given kinds for `owner` until
 /// `lease_until`, counting the attempt now (so a crash mid-send still
-/// counts). On PostgreSQL the rows are picked with `FOR UPDATE SKIP
-/// LOCKED`: several instances never claim the same row. The mail and the
-/// webhook workers claim disjoint kinds, so neither waits for the other.
+/// counts), oldest due first. On PostgreSQL the rows are picked with `FOR
+/// UPDATE SKIP LOCKED`: several instances never claim the same row. The
+/// mail and the webhook workers claim disjoint kinds, so neither waits for
+/// the other.
 pub fn claim_due(
     conn: &mut DbConnection,
     owner: &str,
@@ -152,42 +153,85 @@ pub fn claim_due(
 ) -> Result<Vec<OutboxRow>, DbError> {
     let kinds = names(kinds);
     // Every statement here goes by key or by the `outbox_pending` index.
-    write_transaction(conn, |conn| {
-        with_index_lookups(conn, |conn| {
-            let due = outbox::table
-                .filter(outbox::state.eq("pending"))
-                .filter(outbox::kind.eq_any(&kinds))
-                .filter(outbox::next_attempt_at.le(now))
-                .filter(
-                    outbox::lease_until
-                        .is_null()
-                        .or(outbox::lease_until.le(now)),
-                )
-                .order(outbox::next_attempt_at.asc())
-                .limit(limit)
-                .select(outbox::id);
-            let ids: Vec<String> = match conn {
-                DbConnection::Postgres(pg) => due.for_update().skip_locked().load(pg)?,
-                // The write transaction holds SQLite's only write lock.
-                DbConnection::Sqlite(lite) => due.load(lite)?,
-            };
-            if ids.is_empty() {
-                return Ok(Vec::new());
+    let mut claimed = write_transaction(conn, |conn| {
+        with_index_lookups(conn, |conn| match conn {
+            DbConnection::Postgres(pg) => claim_due_pg(pg, owner, now, lease_until, limit, &kinds),
+            DbConnection::Sqlite(_) => {
+                claim_due_sqlite(conn, owner, now, lease_until, limit, &kinds)
             }
-            diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
-                .set((
-                    outbox::lease_owner.eq(owner),
-                    outbox::lease_until.eq(lease_until),
-                    outbox::attempts.eq(outbox::attempts + 1),
-                ))
-                .execute(conn)?;
-            Ok(outbox::table
-                .filter(outbox::id.eq_any(&ids))
-                .order(outbox::next_attempt_at.asc())
-                .select(OutboxRow::as_select())
-                .load(conn)?)
         })
-    })
+    })?;
+    claimed.sort_by_key(|row| row.next_attempt_at);
+    Ok(claimed)
+}
+
+/// One statement: the due rows are picked and locked by the inner
+/// `SELECT` (skipping rows another instance holds), leased by the `UPDATE`
+/// through their row addresses (no second look-up by key) and returned.
+fn claim_due_pg(
+    pg: &mut diesel::PgConnection,
+    owner: &str,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+    limit: i64,
+    kinds: &[&str],
+) -> Result<Vec<OutboxRow>, diesel::result::Error> {
+    use diesel::sql_types::{Array, BigInt, Text, Timestamp};
+    diesel::sql_query(
+        "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+         WHERE ctid = ANY(ARRAY( \
+             SELECT ctid FROM outbox \
+             WHERE state = 'pending' AND kind = ANY($3) AND next_attempt_at <= $4 \
+             AND (lease_until IS NULL OR lease_until <= $4) \
+             ORDER BY next_attempt_at LIMIT $5 \
+             FOR UPDATE SKIP LOCKED)) \
+         RETURNING *",
+    )
+    .bind::<Text, _>(owner)
+    .bind::<Timestamp, _>(lease_until)
+    .bind::<Array<Text>, _>(kinds)
+    .bind::<Timestamp, _>(now)
+    .bind::<BigInt, _>(limit)
+    .load(pg)
+}
+
+/// The write transaction holds SQLite's only write lock: nothing changes
+/// between picking the rows and leasing them.
+fn claim_due_sqlite(
+    conn: &mut DbConnection,
+    owner: &str,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+    limit: i64,
+    kinds: &[&str],
+) -> Result<Vec<OutboxRow>, diesel::result::Error> {
+    let ids: Vec<String> = outbox::table
+        .filter(outbox::state.eq("pending"))
+        .filter(outbox::kind.eq_any(kinds))
+        .filter(outbox::next_attempt_at.le(now))
+        .filter(
+            outbox::lease_until
+                .is_null()
+                .or(outbox::lease_until.le(now)),
+        )
+        .order(outbox::next_attempt_at.asc())
+        .limit(limit)
+        .select(outbox::id)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
+        .set((
+            outbox::lease_owner.eq(owner),
+            outbox::lease_until.eq(lease_until),
+            outbox::attempts.eq(outbox::attempts + 1),
+        ))
+        .execute(conn)?;
+    outbox::table
+        .filter(outbox::id.eq_any(&ids))
+        .select(OutboxRow::as_select())
+        .load(conn)
 }
 
 /// Marks a claimed row sent and forgets its payload (which may hold a

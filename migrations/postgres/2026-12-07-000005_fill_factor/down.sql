@@ -1,0 +1,2 @@
+ALTER TABLE subscribers SET (fillfactor = 80);
+ALTER TABLE outbox SET (fillfactor = 70);
