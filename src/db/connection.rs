@@ -154,12 +154,16 @@ impl DbUrl {
             Backend::Postgres => PgConnection::establish(&self.target).map(DbConnection::Postgres),
             Backend::Sqlite => {
                 let mut conn = SqliteConnection::establish(&self.target)?;
-                // WAL lets readers run beside the writer; NORMAL is durable
-                // across process crashes in WAL mode (a power loss may drop the
-                // last commits, see docs/operations.md).
+                // The busy timeout first: switching to WAL takes a lock that
+                // another connection may hold (a writer, or the last one to
+                // close checkpointing the log), and without the timeout that
+                // fails at once with "database is locked". WAL lets readers
+                // run beside the writer; NORMAL is durable across process
+                // crashes in WAL mode (a power loss may drop the last
+                // commits, see docs/operations.md).
                 let pragmas = format!(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
+                    "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                     busy_timeout.as_millis()
                 );
                 conn.batch_execute(&pragmas)
@@ -403,5 +407,32 @@ where
             let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
             Err(error)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Another process holding the database (here: a writer in the middle
+    /// of a transaction, before the file is in WAL mode) makes a new
+    /// connection wait for up to the busy timeout, not fail at once.
+    #[test]
+    fn a_sqlite_connection_waits_for_a_lock_held_while_it_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locked.db");
+        let mut holder = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        holder
+            .batch_execute("CREATE TABLE t (x INTEGER); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1);")
+            .unwrap();
+        let url = DbUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
+        let opening = std::thread::spawn(move || {
+            url.establish(Duration::from_secs(10))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        holder.batch_execute("COMMIT").unwrap();
+        assert_eq!(opening.join().unwrap(), Ok(()));
     }
 }
