@@ -83,8 +83,7 @@ fn classify(
     subscription: &SubscriptionRow,
     now: NaiveDateTime,
 ) -> Result<LinkState, DbError> {
-    let state = SubscriptionState::parse(&subscription.state)
-        .map_err(|e| DbError::Query(diesel::result::Error::DeserializationError(e.into())))?;
+    let state = super::stored_state(&subscription.state)?;
     Ok(match state {
         SubscriptionState::Confirmed => LinkState::AlreadyConfirmed,
         SubscriptionState::Unsubscribed | SubscriptionState::Withdrawn => LinkState::Superseded,
@@ -107,8 +106,7 @@ pub fn inspect(
     let view = TokenView {
         subscription_id: subscription.id.clone(),
         list_id: subscription.list_id.clone(),
-        state: SubscriptionState::parse(&subscription.state)
-            .map_err(|e| DbError::Query(diesel::result::Error::DeserializationError(e.into())))?,
+        state: super::stored_state(&subscription.state)?,
         consent_version_id: request
             .consent_version_id
             .unwrap_or(subscription.consent_version_id),
@@ -252,9 +250,7 @@ pub fn mail_contexts(
     })?;
     rows.into_iter()
         .map(|(subscription_id, subscriber_id, email, list_id, state)| {
-            let state = SubscriptionState::parse(&state).map_err(|e| {
-                DbError::Query(diesel::result::Error::DeserializationError(e.into()))
-            })?;
+            let state = super::stored_state(&state)?;
             Ok((
                 subscription_id.clone(),
                 ConfirmationMailContext {

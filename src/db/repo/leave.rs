@@ -46,11 +46,6 @@ pub struct SubscriptionView {
     pub erased: bool,
 }
 
-fn parse_state(value: &str) -> Result<SubscriptionState, DbError> {
-    SubscriptionState::parse(value)
-        .map_err(|e| DbError::Query(diesel::result::Error::DeserializationError(e.into())))
-}
-
 /// Looks up a subscription for the unsubscribe page.
 pub fn view(
     conn: &mut DbConnection,
@@ -64,7 +59,7 @@ pub fn view(
         .optional()?;
     row.map(|(subscription, erased_at)| {
         Ok(SubscriptionView {
-            state: parse_state(&subscription.state)?,
+            state: super::stored_state(&subscription.state)?,
             subscription,
             erased: erased_at.is_some(),
         })

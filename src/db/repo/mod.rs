@@ -34,6 +34,14 @@ pub mod signup;
 pub mod subjects;
 pub mod webhooks;
 
+/// A subscription state as stored; a value no version of Assent writes is
+/// a deserialization error, not a panic.
+pub fn stored_state(value: &str) -> Result<crate::domain::SubscriptionState, crate::db::DbError> {
+    crate::domain::SubscriptionState::parse(value).map_err(|e| {
+        crate::db::DbError::Query(diesel::result::Error::DeserializationError(e.into()))
+    })
+}
+
 /// A new time-ordered id (UUIDv7) as stored.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()

@@ -264,9 +264,7 @@ pub fn record(
             id
         }
         Some(row) => {
-            let state = SubscriptionState::parse(&row.state).map_err(|e| {
-                DbError::Query(diesel::result::Error::DeserializationError(e.into()))
-            })?;
+            let state = super::stored_state(&row.state)?;
             match state.on_signup() {
                 SignupTransition::AlreadyConfirmed => return Ok(SignupOutcome::AlreadyConfirmed),
                 SignupTransition::Reissue | SignupTransition::Restart => {
