@@ -99,12 +99,7 @@ impl Sink {
         let mut replies: Vec<u8> = b"220 sink ESMTP\r\n".to_vec();
         let mut line = String::new();
         loop {
-            line.clear();
-            if lines.buffer().is_empty() && !replies.is_empty() {
-                write.write_all(&replies).await?;
-                replies.clear();
-            }
-            if lines.read_line(&mut line).await? == 0 {
+            if next_line(&mut lines, &mut write, &mut replies, &mut line).await? == 0 {
                 return Ok(());
             }
             let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
@@ -117,12 +112,7 @@ impl Sink {
                     replies.extend(b"354 go ahead\r\n");
                     let mut message_id = None;
                     loop {
-                        line.clear();
-                        if lines.buffer().is_empty() && !replies.is_empty() {
-                            write.write_all(&replies).await?;
-                            replies.clear();
-                        }
-                        if lines.read_line(&mut line).await? == 0 {
+                        if next_line(&mut lines, &mut write, &mut replies, &mut line).await? == 0 {
                             return Ok(());
                         }
                         if line == ".\r\n" {
@@ -150,6 +140,23 @@ impl Sink {
             }
         }
     }
+}
+
+/// Reads the client's next line into `line`, writing the replies held so
+/// far first if the client has sent nothing more (so replies to pipelined
+/// commands go out together). Returns the bytes read, 0 at the end.
+async fn next_line(
+    lines: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    write: &mut tokio::net::tcp::OwnedWriteHalf,
+    replies: &mut Vec<u8>,
+    line: &mut String,
+) -> std::io::Result<usize> {
+    line.clear();
+    if lines.buffer().is_empty() && !replies.is_empty() {
+        write.write_all(replies).await?;
+        replies.clear();
+    }
+    lines.read_line(line).await
 }
 
 /// A message the size of a confirmation email.

@@ -194,10 +194,13 @@ impl SmtpRelay {
 
     async fn exchange(&self, envelope: &Envelope, message: &[u8]) -> Result<(), SendError> {
         let mut conn = self.checkout().await?;
-        let sent = match pipelinable(envelope, message) {
-            Some(content) if conn.pipelining => {
-                send_pipelined(&mut conn.smtp, envelope, content).await
-            }
+        // Only a connection that may pipeline looks at the message.
+        let pipelined = conn
+            .pipelining
+            .then(|| pipelinable(envelope, message))
+            .flatten();
+        let sent = match pipelined {
+            Some(content) => send_pipelined(&mut conn.smtp, envelope, content).await,
             // lettre's own exchange, which adds SMTPUTF8 and BODY=8BITMIME
             // where needed and aborts the connection itself on a failure.
             _ => conn.smtp.send(envelope, message).await.map(drop),
