@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use assent::clock::{Clock, SystemClock, naive};
 use assent::config::Settings;
 use assent::db::repo::signup::{PendingSignup, record_batch};
-use diesel::Connection;
 use diesel::connection::SimpleConnection;
+use diesel::{Connection, RunQueryDsl};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -266,6 +266,50 @@ fn resident_mib(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// CPU seconds (user and system) a process has used so far, from
+/// `/proc/<pid>/stat` (fields 14 and 15, in clock ticks).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name, in parentheses, may hold spaces: fields count from
+    // after its closing parenthesis.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    ticks / clock_ticks_per_second()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The process ids of the PostgreSQL backends connected to the database.
+fn backends_of(admin: &str, database: &str) -> Vec<u32> {
+    #[derive(diesel::QueryableByName)]
+    struct Backend {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pid: i32,
+    }
+    let Ok(mut conn) = diesel::PgConnection::establish(admin) else {
+        return Vec::new();
+    };
+    diesel::sql_query("SELECT pid FROM pg_stat_activity WHERE datname = $1")
+        .bind::<diesel::sql_types::Text, _>(database)
+        .load::<Backend>(&mut conn)
+        .map(|rows| rows.into_iter().map(|b| b.pid as u32).collect())
+        .unwrap_or_default()
+}
+
 fn main() {
     let opts = options();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -344,6 +388,7 @@ fn main() {
     )
     .unwrap();
     let already = sink.accepted.load(Ordering::Relaxed);
+    let sink_cpu_before = cpu_seconds(std::process::id());
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_assent"))
         .args(["--config", config.to_str().unwrap(), "serve"])
@@ -370,6 +415,17 @@ fn main() {
     }
     samples.push(resident_mib(child.id()));
     let seconds = started.elapsed().as_secs_f64();
+    // CPU per message, read before the processes end: the worker's own and
+    // that of the PostgreSQL backends serving it (start-up included).
+    let worker_cpu = cpu_seconds(child.id());
+    // The sink is this process, which does little else meanwhile.
+    let sink_cpu = cpu_seconds(std::process::id()) - sink_cpu_before;
+    let database_cpu = drop_pg.as_ref().map(|(admin, name)| {
+        backends_of(admin, name)
+            .into_iter()
+            .map(cpu_seconds)
+            .sum::<f64>()
+    });
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -397,9 +453,17 @@ fn main() {
         .cloned()
         .fold(0.0, f64::max);
     let peak = samples.iter().cloned().fold(0.0, f64::max);
+    let per_message = |cpu: f64| cpu * 1e6 / opts.rows as f64;
     println!(
-        "worker ({}): delivered {} in {seconds:.1} s = {worker_rate:.0}/s (including start-up) | worker/reference {ratio:.2} | duplicates {delivered_twice} | RSS peak {peak:.1} MiB, first quarter max {early:.1} MiB, last quarter max {late:.1} MiB",
-        opts.backend, opts.rows
+        "worker ({}): delivered {} in {seconds:.1} s = {worker_rate:.0}/s (including start-up) | worker/reference {ratio:.2} | duplicates {delivered_twice} | RSS peak {peak:.1} MiB, first quarter max {early:.1} MiB, last quarter max {late:.1} MiB | CPU per message: assent {:.1} µs, PostgreSQL {}, sink {:.1} µs",
+        opts.backend,
+        opts.rows,
+        per_message(worker_cpu),
+        database_cpu.map_or("not measured".to_owned(), |cpu| format!(
+            "{:.1} µs",
+            per_message(cpu)
+        )),
+        per_message(sink_cpu),
     );
     let report = serde_json::json!({
         "bench": "outbox",
@@ -412,6 +476,11 @@ fn main() {
         "worker_over_reference": ratio,
         "duplicates": delivered_twice,
         "rss_mib": { "peak": peak, "first_quarter_max": early, "last_quarter_max": late },
+        "cpu_microseconds_per_message": {
+            "assent": per_message(worker_cpu),
+            "postgres": database_cpu.map(per_message),
+            "sink": per_message(sink_cpu),
+        },
     });
     if let Some(path) = &opts.json {
         std::fs::write(path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
