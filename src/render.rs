@@ -1,13 +1,27 @@
 //! Templates compiled into the binary (pages and emails), rendered with
 //! minijinja; HTML templates escape everything they show.
 
+mod stamp;
+
 use std::path::Path;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use minijinja::{Environment, Value, context};
 
+use stamp::{Stamp, StampKey, Stamps};
+
 /// The stylesheet every page links to.
 pub const STYLESHEET: &str = include_str!("templates/assent.css");
+
+/// `fixed` with the slot variables added.
+fn with_slots<S: AsRef<str>>(fixed: Value, names: &[&'static str], values: &[S]) -> Value {
+    let slots: Value = names
+        .iter()
+        .zip(values)
+        .map(|(name, value)| (*name, Value::from(value.as_ref())))
+        .collect();
+    minijinja::value::merge_maps([slots, fixed])
+}
 
 /// Pairs each template name with its source, compiled in.
 macro_rules! compiled_in {
@@ -36,6 +50,8 @@ const TEMPLATES: &[(&str, &str)] = compiled_in![
 /// The compiled templates.
 pub struct Templates {
     env: Environment<'static>,
+    /// Mail bodies rendered once per list (see `render_slotted`).
+    stamps: Stamps,
 }
 
 /// A template failed to render (a bug in a template, never user input).
@@ -85,7 +101,10 @@ impl Templates {
                     })?;
             }
         }
-        let templates = Templates { env };
+        let templates = Templates {
+            env,
+            stamps: Stamps::default(),
+        };
         templates.check_all()?;
         Ok(templates)
     }
@@ -116,6 +135,76 @@ impl Templates {
             template: name.to_owned(),
             source,
         })
+    }
+
+    /// Renders a list's template as [`Templates::render_for`] does, with
+    /// the variables of `fixed` and `slots`; `slots` are those whose values
+    /// differ from message to message (links). The first call for a list,
+    /// template and language makes a stamp of the rendered text, later ones
+    /// fill it in, when the template allows that (see `render::stamp`).
+    pub fn render_slotted(
+        &self,
+        list: &str,
+        name: &str,
+        lang: &str,
+        fixed: Value,
+        slots: &[(&'static str, &str)],
+    ) -> Result<String, RenderError> {
+        let names: Vec<&'static str> = slots.iter().map(|(name, _)| *name).collect();
+        let values: Vec<&str> = slots.iter().map(|(_, value)| *value).collect();
+        let key = StampKey {
+            list: list.to_owned(),
+            name: name.to_owned(),
+            lang: lang.to_owned(),
+        };
+        let stamp = match self.stamps.get(&key, &fixed) {
+            Some(stamp) => stamp,
+            None => {
+                let made = self.make_stamp(&key, &fixed, &names)?.map(Arc::new);
+                self.stamps.put(key, made.clone());
+                made
+            }
+        };
+        match stamp {
+            Some(stamp) => Ok(stamp.fill(&values)),
+            None => self.render_for(list, name, lang, with_slots(fixed, &names, &values)),
+        }
+    }
+
+    /// A stamp of the template, if filling it in gives what rendering
+    /// gives for two unlike sets of values.
+    fn make_stamp(
+        &self,
+        key: &StampKey,
+        fixed: &Value,
+        names: &[&'static str],
+    ) -> Result<Option<Stamp>, RenderError> {
+        let render = |values: &[String]| {
+            self.render_for(
+                &key.list,
+                &key.name,
+                &key.lang,
+                with_slots(fixed.clone(), names, values),
+            )
+        };
+        let marks = stamp::placeholders(names.len());
+        let stamp = Stamp::cut(fixed.clone(), &render(&marks)?, &marks);
+        let samples = stamp::samples(names.len());
+        let rendered = samples
+            .iter()
+            .map(|values| render(values))
+            .collect::<Result<Vec<_>, _>>()?;
+        let fits = |stamp: &Stamp| {
+            samples
+                .iter()
+                .zip(&rendered)
+                .all(|(values, text)| stamp.fill(values) == *text)
+        };
+        if fits(&stamp) {
+            return Ok(Some(stamp));
+        }
+        let escaping = stamp.escaping(true);
+        Ok(fits(&escaping).then_some(escaping))
     }
 
     /// Renders a list's override of a template if it has one, else the
@@ -500,5 +589,82 @@ mod tests {
         assert!(html.contains("&lt;script&gt;"));
         assert!(!html.contains("<script>"));
         assert!(html.contains("lang=\"en\""));
+    }
+
+    fn confirmation_fixed() -> Value {
+        context! { list_name => "News & more", subject => "Please confirm", ttl_days => "7" }
+    }
+
+    /// Renders both confirmation bodies of `newsletter` with the links, from
+    /// a stamp and without one.
+    fn both_ways(templates: &Templates, confirm: &str, refuse: &str) -> Vec<(String, String)> {
+        ["confirmation_email.txt", "confirmation_email.html"]
+            .into_iter()
+            .map(|name| {
+                let slots = [("confirm_url", confirm), ("refuse_url", refuse)];
+                let stamped = templates
+                    .render_slotted("newsletter", name, "en", confirmation_fixed(), &slots)
+                    .unwrap();
+                let rendered = templates
+                    .render_for(
+                        "newsletter",
+                        name,
+                        "en",
+                        with_slots(
+                            confirmation_fixed(),
+                            &["confirm_url", "refuse_url"],
+                            &[confirm, refuse],
+                        ),
+                    )
+                    .unwrap();
+                (stamped, rendered)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stamped_mail_bodies_are_what_rendering_gives() {
+        let templates = Templates::builtin().unwrap();
+        for (confirm, refuse) in [
+            (
+                "https://x.example/confirm/abc",
+                "https://x.example/refuse/def",
+            ),
+            ("https://y.example/c?a=1&b=<2>", "https://y.example/r/'\""),
+        ] {
+            for (stamped, rendered) in both_ways(&templates, confirm, refuse) {
+                assert_eq!(stamped, rendered);
+            }
+        }
+        let html = &both_ways(&templates, "https://y.example/c?a=1&b=2", "https://r")[1].0;
+        assert!(html.contains("href=\"https://y.example/c?a=1&amp;b=2\""));
+    }
+
+    #[test]
+    fn a_template_that_transforms_a_link_is_rendered_for_every_message() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("newsletter")).unwrap();
+        std::fs::write(
+            dir.path().join("newsletter/confirmation_email.txt"),
+            "{{ confirm_url | upper }} {% if refuse_url | length > 30 %}long{% endif %} {{ refuse_url }}",
+        )
+        .unwrap();
+        let templates = Templates::load(Some(dir.path()), &["newsletter"]).unwrap();
+        for (confirm, refuse) in [
+            ("https://a/b", "https://r/1"),
+            ("https://c/d", &*"https://r/".repeat(5)),
+        ] {
+            let (stamped, rendered) = both_ways(&templates, confirm, refuse).remove(0);
+            assert_eq!(stamped, rendered);
+        }
+        let key = StampKey {
+            list: "newsletter".to_owned(),
+            name: "confirmation_email.txt".to_owned(),
+            lang: "en".to_owned(),
+        };
+        assert!(matches!(
+            templates.stamps.get(&key, &confirmation_fixed()),
+            Some(None)
+        ));
     }
 }

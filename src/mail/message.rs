@@ -93,13 +93,19 @@ pub fn welcome(
             list.settings.name
         )
     });
-    let ctx = context! {
+    let fixed = context! {
         list_name => list.settings.name.as_str(),
-        unsubscribe_url => unsubscribe_url,
         subject => subject.as_str(),
     };
-    let text = templates.render_for(list.slug(), "welcome_email.txt", lang, ctx.clone())?;
-    let html = templates.render_for(list.slug(), "welcome_email.html", lang, ctx)?;
+    let slots = [("unsubscribe_url", unsubscribe_url)];
+    let text = templates.render_slotted(
+        list.slug(),
+        "welcome_email.txt",
+        lang,
+        fixed.clone(),
+        &slots,
+    )?;
+    let html = templates.render_slotted(list.slug(), "welcome_email.html", lang, fixed, &slots)?;
     let mailto = list
         .settings
         .unsubscribe_mailto
@@ -129,15 +135,21 @@ pub fn confirmation(
         .confirmation
         .clone()
         .unwrap_or_else(|| subject_in(lang, "confirm_subject", "Please confirm your subscription"));
-    let ctx = context! {
+    let fixed = context! {
         list_name => list.settings.name.as_str(),
-        confirm_url => confirm_url,
-        refuse_url => refuse_url,
         subject => subject.as_str(),
         ttl_days => ttl_days.to_string(),
     };
-    let text = templates.render_for(list.slug(), "confirmation_email.txt", lang, ctx.clone())?;
-    let html = templates.render_for(list.slug(), "confirmation_email.html", lang, ctx)?;
+    let slots = [("confirm_url", confirm_url), ("refuse_url", refuse_url)];
+    let text = templates.render_slotted(
+        list.slug(),
+        "confirmation_email.txt",
+        lang,
+        fixed.clone(),
+        &slots,
+    )?;
+    let html =
+        templates.render_slotted(list.slug(), "confirmation_email.html", lang, fixed, &slots)?;
     list_message(list, to, subject, message_id)?
         .multipart(alternative(text, html))
         .map_err(|e| MessageError::Build(e.to_string()))
