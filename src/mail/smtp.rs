@@ -17,7 +17,11 @@
 //! When the relay offers PIPELINING (RFC 2920), as Postfix, Exim and the
 //! large providers do, a message takes two round trips instead of four:
 //! `MAIL FROM`, `RCPT TO` and `DATA` go out in one write and their replies
-//! are read together, then the content and its final `.` in another.
+//! are read together, then the content and its final `.` in another. A
+//! [`Chain`] of messages on one connection takes one round trip per
+//! message: each message's content goes out in the same write as the next
+//! message's `MAIL FROM`, `RCPT TO` and `DATA` (RFC 2920 lets the content
+//! start a group of commands).
 //! lettre's `AsyncSmtpConnection::send` waits for each reply in turn, and
 //! lettre does not record PIPELINING among a relay's extensions, so a new
 //! connection asks `EHLO` once more (before `AUTH`) to learn it, and the
@@ -35,9 +39,9 @@ use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::mail::SendError;
+use crate::mail::{Outgoing, SendError};
 
 /// An idle connection is also checked with `NOOP` before reuse once it sat
 /// unused this long (a relay or a NAT on the way may have dropped it
@@ -184,12 +188,7 @@ impl SmtpRelay {
             .map_err(|_| SendError::Transient("the SMTP relay is closed".to_owned()))?;
         tokio::time::timeout(self.deadline, self.exchange(envelope, message))
             .await
-            .unwrap_or_else(|_| {
-                Err(SendError::Transient(format!(
-                    "no answer within {} s",
-                    self.deadline.as_secs()
-                )))
-            })
+            .unwrap_or_else(|_| Err(self.late()))
     }
 
     async fn exchange(&self, envelope: &Envelope, message: &[u8]) -> Result<(), SendError> {
@@ -203,7 +202,12 @@ impl SmtpRelay {
             Some(content) => send_pipelined(&mut conn.smtp, envelope, content).await,
             // lettre's own exchange, which adds SMTPUTF8 and BODY=8BITMIME
             // where needed and aborts the connection itself on a failure.
-            _ => conn.smtp.send(envelope, message).await.map(drop),
+            _ => conn
+                .smtp
+                .send(envelope, message)
+                .await
+                .map(drop)
+                .map_err(|e| classify(&e)),
         };
         match sent {
             Ok(()) => {
@@ -222,7 +226,7 @@ impl SmtpRelay {
                 if !conn.smtp.has_broken() {
                     conn.smtp.abort().await;
                 }
-                Err(classify(&error))
+                Err(error)
             }
         }
     }
@@ -295,6 +299,181 @@ impl SmtpRelay {
     }
 }
 
+/// Messages sent one after another on one connection, each in one round
+/// trip where the relay pipelines: a message's content goes out in the
+/// same write as the next message's envelope (see the module
+/// documentation). The connection is held until [`Chain::close`], which
+/// keeps it for later messages if it is still in step; a chain dropped
+/// with a message begun closes it, and the relay discards that message.
+pub struct Chain<'a> {
+    relay: &'a SmtpRelay,
+    _permit: SemaphorePermit<'a>,
+    conn: Option<Connection>,
+    /// The content, transparent and with its final `.`, of the message
+    /// whose envelope the relay accepted last.
+    open: Option<String>,
+}
+
+/// What became of a message handed to [`Chain::send`].
+#[derive(Debug)]
+pub enum Progress {
+    /// The relay accepted its envelope: its content goes out with the next
+    /// message's envelope, or in [`Chain::finish`], which give its outcome.
+    Begun,
+    /// Its outcome.
+    Done(Result<(), SendError>),
+}
+
+impl SmtpRelay {
+    /// A chain, once a connection is free (idle or new, opened at the
+    /// first message).
+    pub async fn chain(&self) -> Result<Chain<'_>, SendError> {
+        let permit = self
+            .connections
+            .acquire()
+            .await
+            .map_err(|_| SendError::Transient("the SMTP relay is closed".to_owned()))?;
+        Ok(Chain {
+            relay: self,
+            _permit: permit,
+            conn: None,
+            open: None,
+        })
+    }
+
+    /// The error of an exchange cut off by the deadline.
+    fn late(&self) -> SendError {
+        SendError::Transient(format!("no answer within {} s", self.deadline.as_secs()))
+    }
+}
+
+impl Chain<'_> {
+    /// Sends `message`'s envelope, in one write with the content of the
+    /// message begun before if there is one, each step bounded by the
+    /// relay's deadline. Returns that earlier message's outcome (if one
+    /// was begun) and what became of `message`.
+    pub async fn send(&mut self, message: &Outgoing) -> (Option<Result<(), SendError>>, Progress) {
+        let before = self.open.take();
+        let mut earlier = None;
+        let deadline = self.relay.deadline;
+        let step = tokio::time::timeout(
+            deadline,
+            self.step(before.as_deref(), message, &mut earlier),
+        )
+        .await;
+        let progress = step.unwrap_or_else(|_| {
+            // The connection is dropped, which closes it.
+            self.conn = None;
+            self.open = None;
+            Progress::Done(Err(self.relay.late()))
+        });
+        let earlier = before.map(|_| earlier.unwrap_or_else(|| Err(self.relay.late())));
+        (earlier, progress)
+    }
+
+    async fn step(
+        &mut self,
+        before: Option<&str>,
+        message: &Outgoing,
+        earlier: &mut Option<Result<(), SendError>>,
+    ) -> Progress {
+        let lost = || SendError::Transient("the connection to the relay was lost".to_owned());
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                if before.is_some() {
+                    *earlier = Some(Err(lost()));
+                }
+                match self.relay.checkout().await {
+                    Ok(conn) => conn,
+                    Err(error) => return Progress::Done(Err(error)),
+                }
+            }
+        };
+        let (envelope, bytes) = message.parts();
+        // Only a connection that may pipeline looks at the message.
+        let content = conn
+            .pipelining
+            .then(|| pipelinable(envelope, bytes))
+            .flatten();
+        let Some(content) = content else {
+            // What is open goes out on its own, then the message in
+            // lettre's exchange (SMTPUTF8, 8BITMIME, waiting for each reply).
+            if let Some(before) = before {
+                pipeline(&mut conn.smtp, Some(before), None, earlier).await;
+                if conn.smtp.has_broken() {
+                    return Progress::Done(Err(lost()));
+                }
+            }
+            let sent = conn.smtp.send(envelope, bytes).await;
+            return match sent {
+                Ok(_) => {
+                    self.conn = Some(conn);
+                    Progress::Done(Ok(()))
+                }
+                Err(error) => Progress::Done(Err(classify(&error))),
+            };
+        };
+        let begun = pipeline(&mut conn.smtp, before, Some(envelope), earlier)
+            .await
+            .unwrap_or(Ok(()));
+        match begun {
+            Ok(()) => {
+                self.open = Some(transparent(content));
+                self.conn = Some(conn);
+                Progress::Begun
+            }
+            Err(error) => {
+                // A transaction begun and refused: the connection is not
+                // reused.
+                if !conn.smtp.has_broken() {
+                    conn.smtp.abort().await;
+                }
+                Progress::Done(Err(error))
+            }
+        }
+    }
+
+    /// Sends the content of the message begun last on its own and returns
+    /// its outcome; none when no message is begun.
+    pub async fn finish(&mut self) -> Option<Result<(), SendError>> {
+        let content = self.open.take()?;
+        let Some(mut conn) = self.conn.take() else {
+            return Some(Err(SendError::Transient(
+                "the connection to the relay was lost".to_owned(),
+            )));
+        };
+        let mut sent = None;
+        let deadline = self.relay.deadline;
+        let step = tokio::time::timeout(
+            deadline,
+            pipeline(&mut conn.smtp, Some(&content), None, &mut sent),
+        )
+        .await;
+        if step.is_ok() && !conn.smtp.has_broken() {
+            self.conn = Some(conn);
+        }
+        Some(sent.unwrap_or_else(|| Err(self.relay.late())))
+    }
+
+    /// Finishes the message begun last, if any (its outcome), and gives
+    /// the connection back for later messages if it is still in step.
+    pub async fn close(mut self) -> Option<Result<(), SendError>> {
+        let last = self.finish().await;
+        if let Some(mut conn) = self.conn.take()
+            && !conn.smtp.has_broken()
+        {
+            conn.idle_since = Instant::now();
+            self.relay
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(conn);
+        }
+        last
+    }
+}
+
 /// Whether an `EHLO` reply lists the extension (its lines after the first
 /// name the extensions, each with its parameters).
 fn offers(reply: &Response, extension: &str) -> bool {
@@ -331,26 +510,67 @@ impl std::fmt::Display for Raw<'_> {
     }
 }
 
-/// One message in two round trips (RFC 2920): `MAIL`, every `RCPT` and
-/// `DATA` in one write, then every reply read in order (so the connection
-/// stays in step even when one is a refusal), then the content, made
-/// transparent, with its final `.` in a second write. The first refusal
-/// is the outcome.
+/// One message in two round trips (RFC 2920): its envelope, then its
+/// content (see [`pipeline`]).
 async fn send_pipelined(
     smtp: &mut AsyncSmtpConnection,
     envelope: &Envelope,
     content: &str,
-) -> Result<(), SmtpError> {
-    let mut commands = Mail::new(envelope.from().cloned(), Vec::new()).to_string();
-    for recipient in envelope.to() {
-        commands.push_str(&Rcpt::new(recipient.clone(), Vec::new()).to_string());
+) -> Result<(), SendError> {
+    let mut unused = None;
+    pipeline(smtp, None, Some(envelope), &mut unused)
+        .await
+        .unwrap_or(Ok(()))?;
+    let mut sent = None;
+    pipeline(smtp, Some(&transparent(content)), None, &mut sent).await;
+    sent.unwrap_or(Ok(()))
+}
+
+/// One write, then every reply it asks for, in order: `content` (a
+/// message's content made transparent, with its final `.`, after its
+/// `354`), then `MAIL`, every `RCPT` and `DATA` for `envelope`. The
+/// content's outcome goes into `sent` as soon as its reply is read (a
+/// deadline that cuts the rest short does not lose it); the envelope's is
+/// returned: the first refusal among its replies, every reply read even
+/// after one so that the connection stays in step. An error without a
+/// reply code means the connection is gone: no further reply comes, and
+/// what was not answered fails with it.
+async fn pipeline(
+    smtp: &mut AsyncSmtpConnection,
+    content: Option<&str>,
+    envelope: Option<&Envelope>,
+    sent: &mut Option<Result<(), SendError>>,
+) -> Option<Result<(), SendError>> {
+    let mut write = String::new();
+    if let Some(content) = content {
+        write.push_str(content);
     }
-    commands.push_str(&Data.to_string());
-    let mut outcome = smtp.command(Raw(&commands)).await.map(drop);
-    // An error without a reply code means the connection is gone: no
-    // further reply will come.
-    let mut gone = outcome.as_ref().is_err_and(|e| e.status().is_none());
-    for _ in 0..envelope.to().len() + 1 {
+    if let Some(envelope) = envelope {
+        write.push_str(&Mail::new(envelope.from().cloned(), Vec::new()).to_string());
+        for recipient in envelope.to() {
+            write.push_str(&Rcpt::new(recipient.clone(), Vec::new()).to_string());
+        }
+        write.push_str(&Data.to_string());
+    }
+    // lettre's `command` writes and reads the first reply.
+    let first = smtp.command(Raw(&write)).await.map(drop);
+    let mut gone = first.as_ref().is_err_and(|e| e.status().is_none());
+    let mut outcome = match content {
+        Some(_) => {
+            *sent = Some(first.map_err(|e| classify(&e)));
+            Ok(())
+        }
+        None => first,
+    };
+    let envelope = envelope?;
+    if gone && content.is_some() {
+        let lost = SendError::Transient("the connection to the relay was lost".to_owned());
+        return Some(Err(lost));
+    }
+    // The envelope's replies still to read: MAIL (unless it came first),
+    // one per RCPT, DATA.
+    let unread = envelope.to().len() + 1 + usize::from(content.is_some());
+    for _ in 0..unread {
         if gone {
             break;
         }
@@ -362,8 +582,7 @@ async fn send_pipelined(
             }
         }
     }
-    outcome?;
-    smtp.command(Raw(&transparent(content))).await.map(drop)
+    Some(outcome.map_err(|e| classify(&e)))
 }
 
 /// The content as it goes after `DATA` (RFC 5321 4.5.2): a `.` doubled at

@@ -27,6 +27,13 @@ pub struct Outgoing {
     bytes: Vec<u8>,
 }
 
+impl Outgoing {
+    /// The envelope and the formatted message.
+    pub(crate) fn parts(&self) -> (&lettre::address::Envelope, &[u8]) {
+        (&self.envelope, &self.bytes)
+    }
+}
+
 impl From<Message> for Outgoing {
     fn from(message: Message) -> Self {
         Outgoing {

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::NaiveDateTime;
-use futures_util::StreamExt;
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 
 use crate::clock::naive;
@@ -25,7 +24,8 @@ use crate::db::repo::outbox::{self, OutboxKind};
 use crate::db::{DbError, retry, with_index_lookups, write_transaction};
 use crate::delivery::{self, WorkerError, backoff};
 use crate::domain::SubscriptionState;
-use crate::mail::{Outgoing, SendError, message};
+use crate::mail::smtp::{Chain, Progress};
+use crate::mail::{Mailer, Outgoing, SendError, message};
 use crate::metrics::Metrics;
 use crate::telemetry::spawn_blocking_in_span;
 use crate::tokens::Purpose;
@@ -234,9 +234,12 @@ async fn claim_ahead(
 }
 
 /// The second stage, once per SMTP connection: takes the next queued
-/// message, sends it (or settles it without sending) and hands what was
-/// sent on to be recorded. Stops after the send under way once shutdown
-/// began.
+/// message and sends it (or settles it without sending), handing what was
+/// sent on to be recorded. While messages keep coming it keeps its
+/// connection, and each message's content goes out with the next one's
+/// envelope (see [`Sender`]); when none is at hand it finishes the one
+/// begun and gives the connection back. Stops after the send under way
+/// once shutdown began.
 async fn send_queued(
     ctx: &SharedContext,
     queue: &Mutex<mpsc::Receiver<Prepared>>,
@@ -246,16 +249,26 @@ async fn send_queued(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let in_flight = stages.in_flight;
+    let mut sender = Sender::new(ctx);
     loop {
-        stages
-            .unrecorded
-            .wait_until_at_most(most_unrecorded, &mut shutdown)
-            .await;
-        let next = {
-            let mut queue = queue.lock().await;
-            tokio::select! {
-                item = queue.recv() => item,
-                _ = shutdown.changed() => None,
+        let next = match take_now(queue, stages.unrecorded, most_unrecorded) {
+            Some(item) => Some(item),
+            None => {
+                if let Some(outcome) = sender.close().await {
+                    report(ctx, outcome, &to_record, stages).await;
+                }
+                if *shutdown.borrow() {
+                    break;
+                }
+                stages
+                    .unrecorded
+                    .wait_until_at_most(most_unrecorded, &mut shutdown)
+                    .await;
+                let mut queue = queue.lock().await;
+                tokio::select! {
+                    item = queue.recv() => item,
+                    _ = shutdown.changed() => None,
+                }
             }
         };
         let Some(item) = next else {
@@ -271,26 +284,188 @@ async fn send_queued(
             .map(|until| until - naive(ctx.clock.now()))
             .unwrap_or_default();
         if lease_left < send_margin(ctx) {
+            // No database work while a message is begun: the relay waits for
+            // its content, and a slow database would hold it past its lease.
+            if let Some(outcome) = sender.finish().await {
+                report(ctx, outcome, &to_record, stages).await;
+            }
             release_unsent(ctx, vec![item.into_row()]).await;
             in_flight.sub(1);
             continue;
         }
-        match settle(ctx, item).await {
-            Ok(Some(sent)) => match to_record.send(sent) {
-                Ok(()) => stages.unrecorded.add(1),
-                Err(lost) => {
-                    tracing::warn!(outbox_id = %lost.0.row.id, "sent but not recorded; the lease will expire and the row be sent again");
-                    in_flight.sub(1);
+        match item {
+            Prepared::Send { row, mail, context } => {
+                let mut outcomes = sender.send(row, mail, context).await;
+                // A failure is recorded at once; what was begun goes out
+                // first (see above).
+                if outcomes.iter().any(|(_, _, result)| result.is_err())
+                    && let Some(outcome) = sender.finish().await
+                {
+                    outcomes.push(outcome);
                 }
-            },
-            Ok(None) => in_flight.sub(1),
-            Err(error) => {
-                tracing::warn!(error = %error, "recording an outbox outcome failed; the lease will expire and the row be retried");
+                for outcome in outcomes {
+                    report(ctx, outcome, &to_record, stages).await;
+                }
+            }
+            Prepared::Cancel { row, reason } => {
+                // What is begun goes out first.
+                if let Some(outcome) = sender.finish().await {
+                    report(ctx, outcome, &to_record, stages).await;
+                }
+                if let Err(error) = cancel(ctx, row, reason).await {
+                    tracing::warn!(error = %error, "recording an outbox outcome failed; the lease will expire and the row be retried");
+                }
+                in_flight.sub(1);
+            }
+            Prepared::Fail { row, error } => {
+                if let Some(outcome) = sender.finish().await {
+                    report(ctx, outcome, &to_record, stages).await;
+                }
+                let now = naive(ctx.clock.now());
+                if let Err(error) = record_failure(ctx, row, SendError::Permanent(error), now).await
+                {
+                    tracing::warn!(error = %error, "recording an outbox outcome failed; the lease will expire and the row be retried");
+                }
                 in_flight.sub(1);
             }
         }
         if *shutdown.borrow() {
             break;
+        }
+    }
+    if let Some(outcome) = sender.close().await {
+        report(ctx, outcome, &to_record, stages).await;
+    }
+}
+
+/// The next queued message if one is there now and the record stage keeps
+/// up; none when another sender holds the queue (it waits there because
+/// the queue is empty).
+fn take_now(
+    queue: &Mutex<mpsc::Receiver<Prepared>>,
+    unrecorded: &Count,
+    most_unrecorded: usize,
+) -> Option<Prepared> {
+    if unrecorded.rows.load(Ordering::SeqCst) > most_unrecorded {
+        return None;
+    }
+    queue.try_lock().ok()?.try_recv().ok()
+}
+
+/// A message sent or not: the row, what it was sent for, the outcome.
+type Outcome = (OutboxRow, ConfirmationMailContext, Result<(), SendError>);
+
+/// Sends one sender task's messages: through a [`Chain`] on a connection of
+/// its own when the mail goes to an SMTP relay, else one at a time.
+struct Sender<'a> {
+    ctx: &'a SharedContext,
+    chain: Option<Chain<'a>>,
+    /// The message whose envelope the relay accepted and whose content goes
+    /// out with the next message's envelope.
+    open: Option<(OutboxRow, ConfirmationMailContext)>,
+}
+
+impl<'a> Sender<'a> {
+    fn new(ctx: &'a SharedContext) -> Self {
+        Sender {
+            ctx,
+            chain: None,
+            open: None,
+        }
+    }
+
+    /// Sends a message; returns the outcomes now known: the message begun
+    /// before it, itself, both or neither.
+    async fn send(
+        &mut self,
+        row: OutboxRow,
+        mail: Outgoing,
+        context: ConfirmationMailContext,
+    ) -> Vec<Outcome> {
+        let ctx: &'a SharedContext = self.ctx;
+        Metrics::incr(&ctx.metrics.send_attempts);
+        let relay = match &ctx.mailer {
+            Mailer::Smtp(relay) => relay,
+            other => {
+                let result = other.send(&mail, &row.id).await;
+                return vec![(row, context, result)];
+            }
+        };
+        let chain = match &mut self.chain {
+            Some(chain) => chain,
+            None => match relay.chain().await {
+                Ok(chain) => self.chain.insert(chain),
+                Err(error) => return vec![(row, context, Err(error))],
+            },
+        };
+        let (earlier, progress) = chain.send(&mail).await;
+        let mut outcomes = Vec::with_capacity(2);
+        if let (Some(result), Some((row, context))) = (earlier, self.open.take()) {
+            outcomes.push((row, context, result));
+        }
+        match progress {
+            Progress::Begun => self.open = Some((row, context)),
+            Progress::Done(result) => outcomes.push((row, context, result)),
+        }
+        outcomes
+    }
+
+    /// Sends the content of the message begun, if any: its outcome.
+    async fn finish(&mut self) -> Option<Outcome> {
+        let (row, context) = self.open.take()?;
+        let result = match &mut self.chain {
+            Some(chain) => chain.finish().await,
+            None => None,
+        };
+        let result = result.unwrap_or_else(|| {
+            Err(SendError::Transient(
+                "the connection to the relay was lost".to_owned(),
+            ))
+        });
+        Some((row, context, result))
+    }
+
+    /// Finishes the message begun, if any (its outcome), and gives the
+    /// connection back.
+    async fn close(&mut self) -> Option<Outcome> {
+        let last = self.finish().await;
+        if let Some(chain) = self.chain.take() {
+            chain.close().await;
+        }
+        last
+    }
+}
+
+/// Hands a sent message on to be recorded, or records why it was not sent.
+async fn report(
+    ctx: &SharedContext,
+    (row, context, result): Outcome,
+    to_record: &mpsc::UnboundedSender<Sent>,
+    stages: Stages<'_>,
+) {
+    match &result {
+        Err(SendError::Transient(_)) => Metrics::incr(&ctx.metrics.send_failures_transient),
+        Err(SendError::Permanent(_)) => Metrics::incr(&ctx.metrics.send_failures_permanent),
+        Ok(()) => {}
+    }
+    let now = naive(ctx.clock.now());
+    match result {
+        Ok(()) => match to_record.send(Sent {
+            row,
+            context,
+            at: now,
+        }) {
+            Ok(()) => stages.unrecorded.add(1),
+            Err(lost) => {
+                tracing::warn!(outbox_id = %lost.0.row.id, "sent but not recorded; the lease will expire and the row be sent again");
+                stages.in_flight.sub(1);
+            }
+        },
+        Err(error) => {
+            if let Err(error) = record_failure(ctx, row, error, now).await {
+                tracing::warn!(error = %error, "recording an outbox outcome failed; the lease will expire and the row be retried");
+            }
+            stages.in_flight.sub(1);
         }
     }
 }
@@ -363,31 +538,51 @@ async fn claim_and_prepare(ctx: &SharedContext) -> Result<Vec<Prepared>, WorkerE
     Ok(prepared)
 }
 
-/// One pass: claims a batch of due rows, settles each (up to one per SMTP
-/// connection at once) and records what was sent. Returns how many rows it
-/// claimed (0 when nothing was due).
+/// One pass: claims a batch of due rows, sends them as the worker's send
+/// stage does (over up to one SMTP connection per `mail.smtp_pool_max_size`)
+/// and records what was sent. Returns how many rows it claimed (0 when
+/// nothing was due).
 pub async fn dispatch_due(ctx: &SharedContext) -> Result<usize, WorkerError> {
     let prepared = claim_and_prepare(ctx).await?;
     let count = prepared.len();
     if count == 0 {
         return Ok(0);
     }
+    let (to_send, queue) = mpsc::channel::<Prepared>(count);
+    for item in prepared {
+        // The channel holds the whole batch.
+        let _ = to_send.try_send(item);
+    }
+    drop(to_send);
+    let queue = Mutex::new(queue);
+    let in_flight = Count::default();
+    in_flight.add(count);
+    let unrecorded = Count::default();
+    let stages = Stages {
+        in_flight: &in_flight,
+        unrecorded: &unrecorded,
+    };
+    let (to_record, mut sent) = mpsc::unbounded_channel::<Sent>();
+    let (_running, shutdown) = watch::channel(false);
     let concurrency = ctx.settings.mail.smtp_pool_max_size.max(1) as usize;
-    let sent: Vec<Sent> = futures_util::stream::iter(prepared)
-        .map(|item| settle(ctx, item))
-        .buffer_unordered(concurrency)
-        .filter_map(|outcome| async move {
-            match outcome {
-                Ok(sent) => sent,
-                Err(error) => {
-                    tracing::warn!(error = %error, "recording an outbox outcome failed; the lease will expire and the row be retried");
-                    None
-                }
-            }
-        })
-        .collect()
-        .await;
-    if let Err(error) = record_sent(ctx, sent).await {
+    futures_util::future::join_all((0..concurrency).map(|_| {
+        // Everything is recorded at the end, in one transaction.
+        send_queued(
+            ctx,
+            &queue,
+            to_record.clone(),
+            stages,
+            usize::MAX,
+            shutdown.clone(),
+        )
+    }))
+    .await;
+    drop(to_record);
+    let mut batch = Vec::new();
+    while let Ok(one) = sent.try_recv() {
+        batch.push(one);
+    }
+    if let Err(error) = record_sent(ctx, batch).await {
         tracing::warn!(error = %error, "recording sent mail failed; the leases will expire and the rows be retried");
     }
     Ok(count)
@@ -529,45 +724,16 @@ fn prepare(
     }
 }
 
-/// Sends a prepared row, or settles it without sending. A sent row is
-/// returned to be recorded with the others of its pass.
-async fn settle(ctx: &SharedContext, item: Prepared) -> Result<Option<Sent>, WorkerError> {
-    match item {
-        Prepared::Send { row, mail, context } => {
-            Metrics::incr(&ctx.metrics.send_attempts);
-            let result = ctx.mailer.send(&mail, &row.id).await;
-            match &result {
-                Err(SendError::Transient(_)) => Metrics::incr(&ctx.metrics.send_failures_transient),
-                Err(SendError::Permanent(_)) => Metrics::incr(&ctx.metrics.send_failures_permanent),
-                Ok(()) => {}
-            }
-            let now = naive(ctx.clock.now());
-            match result {
-                Ok(()) => Ok(Some(Sent {
-                    row,
-                    context,
-                    at: now,
-                })),
-                Err(error) => record_failure(ctx, row, error, now).await.map(|()| None),
-            }
-        }
-        Prepared::Cancel { row, reason } => {
-            let pool = ctx.pool.clone();
-            spawn_blocking_in_span(move || {
-                let mut conn = pool.get().map_err(DbError::from)?;
-                outbox::cancel(&mut conn, &row.id, &reason)
-            })
-            .await
-            .map_err(|_| WorkerError::Blocking)??;
-            Ok(None)
-        }
-        Prepared::Fail { row, error } => {
-            let now = naive(ctx.clock.now());
-            record_failure(ctx, row, SendError::Permanent(error), now)
-                .await
-                .map(|()| None)
-        }
-    }
+/// Cancels a claimed row that can no longer be delivered.
+async fn cancel(ctx: &SharedContext, row: OutboxRow, reason: String) -> Result<(), WorkerError> {
+    let pool = ctx.pool.clone();
+    spawn_blocking_in_span(move || {
+        let mut conn = pool.get().map_err(DbError::from)?;
+        outbox::cancel(&mut conn, &row.id, &reason)
+    })
+    .await
+    .map_err(|_| WorkerError::Blocking)??;
+    Ok(())
 }
 
 /// Records a pass's sent rows in one transaction (one commit and a few

@@ -239,7 +239,80 @@ async fn a_retried_confirmation_keeps_its_message_id(backend: Backend) {
     assert!(sent.details.contains(&second), "{}", sent.details);
 }
 
+/// Messages of one pass go out one after another on each connection, a
+/// message's content in the same write as the next one's envelope. A
+/// refusal or a lost connection in the middle of such a chain fails only
+/// the messages it concerns; they are retried, and in the end every
+/// address gets its confirmation once, recorded in its ledger.
+async fn faults_in_a_chain_of_messages_fail_only_their_messages(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let reply = |stage, text: &str| Behaviour::ReplyAt(stage, text.to_owned());
+    let emails: Vec<String> = (0..24).map(|i| format!("chain{i}@example.org")).collect();
+    for email in &emails {
+        assert_eq!(app.sign_up(email, "newsletter").await.status(), 202);
+    }
+    app.smtp.script([
+        Behaviour::Accept,
+        Behaviour::Accept,
+        reply(Stage::AfterData, "550 5.7.1 content refused"),
+        Behaviour::Accept,
+        reply(Stage::MailFrom, "451 4.3.0 try later"),
+        Behaviour::Accept,
+        reply(Stage::AfterData, "451 4.3.0 queue full"),
+        Behaviour::Accept,
+        reply(Stage::RcptTo, "450 4.2.0 mailbox busy"),
+        Behaviour::Accept,
+        Behaviour::DropAfterData,
+        Behaviour::Accept,
+        Behaviour::DropMidData,
+    ]);
+    assert_eq!(app.dispatch_all_pending_emails().await, emails.len());
+    // Each message's content went out with the next one's envelope.
+    assert!(app.smtp.chained() > 0, "no message was chained");
+    let rows = app.outbox_rows();
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|(state, _, _)| state == "pending")
+        .filter_map(|(_, _, error)| error.clone())
+        .collect();
+    for (kind, expected) in [
+        ("permanent:", "(550): 5.7.1 content refused"),
+        ("temporary:", "(451): 4.3.0 try later"),
+        ("temporary:", "(451): 4.3.0 queue full"),
+        ("temporary:", "(450): 4.2.0 mailbox busy"),
+        // The connection lost after a message and in the middle of one.
+        ("temporary:", "incomplete response"),
+    ] {
+        assert!(
+            failed
+                .iter()
+                .any(|error| error.starts_with(kind) && error.contains(expected)),
+            "{expected} in {failed:?}"
+        );
+    }
+    let sent = rows.iter().filter(|(state, _, _)| state == "sent").count();
+    assert_eq!(sent + failed.len(), emails.len(), "{rows:?}");
+    assert_eq!(app.smtp.received().len(), sent, "a duplicate or a loss");
+    // The failed ones are due again after the backoff, and delivered.
+    app.clock.advance(Duration::seconds(61));
+    assert_eq!(app.dispatch_all_pending_emails().await, failed.len());
+    for email in &emails {
+        assert_eq!(app.mails_to(email).len(), 1, "{email}");
+        assert_eq!(
+            app.event_kinds(email),
+            ["consent_requested", "confirmation_sent"],
+            "{email}"
+        );
+    }
+    assert!(
+        app.outbox_rows()
+            .iter()
+            .all(|(state, _, _)| state == "sent")
+    );
+}
+
 crate::backend_tests!(
+    faults_in_a_chain_of_messages_fail_only_their_messages,
     a_retried_confirmation_keeps_its_message_id,
     an_smtp_server_that_is_down_then_back_gets_the_mail,
     a_temporary_failure_is_retried_and_delivered_once,

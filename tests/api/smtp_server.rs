@@ -94,6 +94,7 @@ struct State {
     attempts: usize,
     held: usize,
     pipelined: usize,
+    chained: usize,
 }
 
 /// The running server.
@@ -180,6 +181,13 @@ impl SmtpServer {
     /// behind it, unanswered: the client pipelined.
     pub fn pipelined(&self) -> usize {
         self.state.lock().unwrap().pipelined
+    }
+
+    /// How many messages ended (their final `.`) with more already sent
+    /// behind them: the client sent the next message's commands in the same
+    /// write as this one's content.
+    pub fn chained(&self) -> usize {
+        self.state.lock().unwrap().chained
     }
 
     /// Messages whose reply the server held back ([`Behaviour::Stall`],
@@ -341,6 +349,9 @@ impl SmtpServer {
                         return Ok(());
                     }
                     if line == ".\r\n" || line == ".\n" {
+                        if !reader.buffer().is_empty() {
+                            self.state.lock().unwrap().chained += 1;
+                        }
                         break;
                     }
                     let unstuffed = line.strip_prefix('.').unwrap_or(&line);
