@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    Options, Server, assert_whole_or_absent, load, stored_signups, verify_ledger, wait_for,
+    Options, Server, assert_whole_or_absent, load, stored_signups, verify_ledger, wait_for_count,
 };
 use crate::helpers::find_text_anywhere_in;
 use crate::smtp_server::SmtpServer;
@@ -406,9 +406,13 @@ async fn sqlite_read_only_gives_503_then_recovers() {
     let after = load(vec![server.port], 4, "again", stop, Duration::from_secs(1)).await;
     assert!(after.refused.is_empty(), "{:?}", after.refused);
     let delivered = before.acknowledged.len() + after.acknowledged.len();
-    wait_for("the confirmation emails", Duration::from_secs(30), || {
-        smtp.received().len() > delivered
-    })
+    // One more: the first sign-up after the recovery.
+    wait_for_count(
+        "the confirmation emails",
+        Duration::from_secs(30),
+        delivered + 1,
+        || smtp.received().len(),
+    )
     .await;
     server.send_sigterm();
     server.wait_exit(Duration::from_secs(30)).await;

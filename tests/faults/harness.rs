@@ -303,6 +303,31 @@ pub async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> boo
     panic!("timed out waiting for {what}");
 }
 
+/// Waits until `count` reaches `target`, for as long as it keeps growing:
+/// fails once it has not grown for `stall` (a backlog drains at the speed
+/// of the build under test, which a fixed limit would make a race).
+pub async fn wait_for_count(
+    what: &str,
+    stall: Duration,
+    target: usize,
+    mut count: impl FnMut() -> usize,
+) {
+    let mut last = count();
+    let mut grew_at = Instant::now();
+    while last < target {
+        assert!(
+            grew_at.elapsed() < stall,
+            "timed out waiting for {what}: {last} of {target}, none for {stall:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = count();
+        if now > last {
+            grew_at = Instant::now();
+        }
+        last = now;
+    }
+}
+
 /// The addresses with a `consent_requested` event in the database.
 pub fn stored_signups(database_url: &str) -> BTreeSet<String> {
     use assent::db::schema::{consent_events, subscribers};
