@@ -174,60 +174,16 @@ impl SmtpRelay {
         })
     }
 
-    /// Sends one message over an idle connection or a new one, and keeps
-    /// the connection for the next message if the exchange left it usable.
-    /// Waits for a free connection first; the exchange itself is bounded
-    /// by the deadline (lettre's own timeout covers only the connect, and
-    /// a relay that accepts and then stalls must not hold the worker):
-    /// past it the connection is dropped, which closes it.
-    pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<(), SendError> {
-        let _permit = self
-            .connections
-            .acquire()
-            .await
-            .map_err(|_| SendError::Transient("the SMTP relay is closed".to_owned()))?;
-        tokio::time::timeout(self.deadline, self.exchange(envelope, message))
-            .await
-            .unwrap_or_else(|_| Err(self.late()))
-    }
-
-    async fn exchange(&self, envelope: &Envelope, message: &[u8]) -> Result<(), SendError> {
-        let mut conn = self.checkout().await?;
-        // Only a connection that may pipeline looks at the message.
-        let pipelined = conn
-            .pipelining
-            .then(|| pipelinable(envelope, message))
-            .flatten();
-        let sent = match pipelined {
-            Some(content) => send_pipelined(&mut conn.smtp, envelope, content).await,
-            // lettre's own exchange, which adds SMTPUTF8 and BODY=8BITMIME
-            // where needed and aborts the connection itself on a failure.
-            _ => conn
-                .smtp
-                .send(envelope, message)
-                .await
-                .map(drop)
-                .map_err(|e| classify(&e)),
-        };
-        match sent {
-            Ok(()) => {
-                if !conn.smtp.has_broken() {
-                    conn.idle_since = Instant::now();
-                    self.idle
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(conn);
-                }
-                Ok(())
-            }
-            Err(error) => {
-                // Whatever state the relay is left in (a transaction begun,
-                // or waiting for content), the connection is not reused.
-                if !conn.smtp.has_broken() {
-                    conn.smtp.abort().await;
-                }
-                Err(error)
-            }
+    /// Sends one message on its own: a chain of one (see [`Chain`]), whose
+    /// connection is kept for the next message if the exchange left it
+    /// usable.
+    pub async fn send(&self, message: &Outgoing) -> Result<(), SendError> {
+        let mut chain = self.chain().await?;
+        let (_, progress) = chain.send(message).await;
+        let last = chain.close().await;
+        match progress {
+            Progress::Begun => last.unwrap_or_else(|| Err(lost())),
+            Progress::Done(result) => result,
         }
     }
 
@@ -377,7 +333,6 @@ impl Chain<'_> {
         message: &Outgoing,
         earlier: &mut Option<Result<(), SendError>>,
     ) -> Progress {
-        let lost = || SendError::Transient("the connection to the relay was lost".to_owned());
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
             None => {
@@ -439,9 +394,7 @@ impl Chain<'_> {
     pub async fn finish(&mut self) -> Option<Result<(), SendError>> {
         let content = self.open.take()?;
         let Some(mut conn) = self.conn.take() else {
-            return Some(Err(SendError::Transient(
-                "the connection to the relay was lost".to_owned(),
-            )));
+            return Some(Err(lost()));
         };
         let mut sent = None;
         let deadline = self.relay.deadline;
@@ -472,6 +425,11 @@ impl Chain<'_> {
         }
         last
     }
+}
+
+/// The outcome of a message whose connection broke before its reply.
+pub(crate) fn lost() -> SendError {
+    SendError::Transient("the connection to the relay was lost".to_owned())
 }
 
 /// Whether an `EHLO` reply lists the extension (its lines after the first
@@ -508,22 +466,6 @@ impl std::fmt::Display for Raw<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.0)
     }
-}
-
-/// One message in two round trips (RFC 2920): its envelope, then its
-/// content (see [`pipeline`]).
-async fn send_pipelined(
-    smtp: &mut AsyncSmtpConnection,
-    envelope: &Envelope,
-    content: &str,
-) -> Result<(), SendError> {
-    let mut unused = None;
-    pipeline(smtp, None, Some(envelope), &mut unused)
-        .await
-        .unwrap_or(Ok(()))?;
-    let mut sent = None;
-    pipeline(smtp, Some(&transparent(content)), None, &mut sent).await;
-    sent.unwrap_or(Ok(()))
 }
 
 /// One write, then every reply it asks for, in order: `content` (a
@@ -564,8 +506,7 @@ async fn pipeline(
     };
     let envelope = envelope?;
     if gone && content.is_some() {
-        let lost = SendError::Transient("the connection to the relay was lost".to_owned());
-        return Some(Err(lost));
+        return Some(Err(lost()));
     }
     // The envelope's replies still to read: MAIL (unless it came first),
     // one per RCPT, DATA.

@@ -83,7 +83,7 @@ impl Mailer {
     pub async fn send(&self, mail: &Outgoing, file_stem: &str) -> Result<(), SendError> {
         match self {
             Mailer::File(dir) => write_eml(dir, file_stem, &mail.bytes).await,
-            Mailer::Smtp(relay) => relay.send(&mail.envelope, &mail.bytes).await,
+            Mailer::Smtp(relay) => relay.send(mail).await,
         }
     }
 

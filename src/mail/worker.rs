@@ -423,11 +423,7 @@ impl<'a> Sender<'a> {
             Some(chain) => chain.finish().await,
             None => None,
         };
-        let result = result.unwrap_or_else(|| {
-            Err(SendError::Transient(
-                "the connection to the relay was lost".to_owned(),
-            ))
-        });
+        let result = result.unwrap_or_else(|| Err(crate::mail::smtp::lost()));
         Some((row, context, result))
     }
 
