@@ -152,14 +152,14 @@ impl Templates {
     ) -> Result<String, RenderError> {
         let names: Vec<&'static str> = slots.iter().map(|(name, _)| *name).collect();
         let values: Vec<&str> = slots.iter().map(|(_, value)| *value).collect();
-        let key = StampKey {
-            list: list.to_owned(),
-            name: name.to_owned(),
-            lang: lang.to_owned(),
-        };
-        let stamp = match self.stamps.get(&key, &fixed) {
+        let stamp = match self.stamps.get(list, name, lang, &fixed) {
             Some(stamp) => stamp,
             None => {
+                let key = StampKey {
+                    list: list.to_owned(),
+                    name: name.to_owned(),
+                    lang: lang.to_owned(),
+                };
                 let made = self.make_stamp(&key, &fixed, &names)?.map(Arc::new);
                 self.stamps.put(key, made.clone());
                 made
@@ -657,13 +657,13 @@ mod tests {
             let (stamped, rendered) = both_ways(&templates, confirm, refuse).remove(0);
             assert_eq!(stamped, rendered);
         }
-        let key = StampKey {
-            list: "newsletter".to_owned(),
-            name: "confirmation_email.txt".to_owned(),
-            lang: "en".to_owned(),
-        };
         assert!(matches!(
-            templates.stamps.get(&key, &confirmation_fixed()),
+            templates.stamps.get(
+                "newsletter",
+                "confirmation_email.txt",
+                "en",
+                &confirmation_fixed()
+            ),
             Some(None)
         ));
     }

@@ -320,7 +320,6 @@ impl Chain<'_> {
         let progress = step.unwrap_or_else(|_| {
             // The connection is dropped, which closes it.
             self.conn = None;
-            self.open = None;
             Progress::Done(Err(self.relay.late()))
         });
         let earlier = before.map(|_| earlier.unwrap_or_else(|| Err(self.relay.late())));

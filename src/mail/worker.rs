@@ -292,9 +292,7 @@ async fn send_queued(
         if lease_left < send_margin(ctx) {
             // No database work while a message is begun: the relay waits for
             // its content, and a slow database would hold it past its lease.
-            if let Some(outcome) = sender.finish().await {
-                report(ctx, outcome, &to_record, stages).await;
-            }
+            finish_begun(ctx, &mut sender, &to_record, stages).await;
             release_unsent(ctx, vec![item.into_row()]).await;
             in_flight.sub(1);
             continue;
@@ -313,26 +311,16 @@ async fn send_queued(
                     report(ctx, outcome, &to_record, stages).await;
                 }
             }
+            // What is begun goes out first (see above).
             Prepared::Cancel { row, reason } => {
-                // What is begun goes out first.
-                if let Some(outcome) = sender.finish().await {
-                    report(ctx, outcome, &to_record, stages).await;
-                }
-                if let Err(error) = cancel(ctx, row, reason).await {
-                    tracing::warn!(error = %error, "recording an outbox outcome failed; the lease will expire and the row be retried");
-                }
-                in_flight.sub(1);
+                finish_begun(ctx, &mut sender, &to_record, stages).await;
+                settled(cancel(ctx, row, reason).await, in_flight);
             }
             Prepared::Fail { row, error } => {
-                if let Some(outcome) = sender.finish().await {
-                    report(ctx, outcome, &to_record, stages).await;
-                }
+                finish_begun(ctx, &mut sender, &to_record, stages).await;
                 let now = naive(ctx.clock.now());
-                if let Err(error) = record_failure(ctx, row, SendError::Permanent(error), now).await
-                {
-                    tracing::warn!(error = %error, "recording an outbox outcome failed; the lease will expire and the row be retried");
-                }
-                in_flight.sub(1);
+                let failed = record_failure(ctx, row, SendError::Permanent(error), now).await;
+                settled(failed, in_flight);
             }
         }
         if *shutdown.borrow() {
@@ -463,13 +451,30 @@ async fn report(
                 stages.in_flight.sub(1);
             }
         },
-        Err(error) => {
-            if let Err(error) = record_failure(ctx, row, error, now).await {
-                tracing::warn!(error = %error, "recording an outbox outcome failed; the lease will expire and the row be retried");
-            }
-            stages.in_flight.sub(1);
-        }
+        Err(error) => settled(record_failure(ctx, row, error, now).await, stages.in_flight),
     }
+}
+
+/// Sends the content of the message a sender has begun, if any, and
+/// reports its outcome.
+async fn finish_begun(
+    ctx: &SharedContext,
+    sender: &mut Sender<'_>,
+    to_record: &mpsc::UnboundedSender<Sent>,
+    stages: Stages<'_>,
+) {
+    if let Some(outcome) = sender.finish().await {
+        report(ctx, outcome, to_record, stages).await;
+    }
+}
+
+/// A claimed row is no longer in flight once its outcome is recorded; if
+/// recording failed, its lease expires and it is tried again.
+fn settled(recorded: Result<(), WorkerError>, in_flight: &Count) {
+    if let Err(error) = recorded {
+        tracing::warn!(error = %error, "recording an outbox outcome failed; the lease will expire and the row be retried");
+    }
+    in_flight.sub(1);
 }
 
 /// The third stage: records sent mail, everything that arrived while the

@@ -14,7 +14,6 @@
 //! its length) fails the check and is rendered for every message, as
 //! before.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use minijinja::Value;
@@ -22,7 +21,7 @@ use minijinja::Value;
 use super::escape_html;
 
 /// What a stamp is made for: a template of a list in a language.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct StampKey {
     pub list: String,
     pub name: String,
@@ -45,29 +44,42 @@ pub(super) struct Stamp {
 }
 
 /// Stamps made so far. `None` records a template that cannot be stamped.
+/// A few entries (lists × mail templates × languages), looked up by a scan
+/// that, unlike a map, needs no owned key per message.
 #[derive(Debug, Default)]
 pub(super) struct Stamps {
-    made: Mutex<HashMap<StampKey, Option<Arc<Stamp>>>>,
+    made: Mutex<Vec<(StampKey, Option<Arc<Stamp>>)>>,
 }
 
 impl Stamps {
-    /// The stamp for `key` made with `fixed`, or `Some(None)` when that
-    /// template cannot be stamped; `None` when none was made yet (or it was
-    /// made with other fixed variables).
-    pub(super) fn get(&self, key: &StampKey, fixed: &Value) -> Option<Option<Arc<Stamp>>> {
+    /// The stamp for a list's template in a language made with `fixed`, or
+    /// `Some(None)` when that template cannot be stamped; `None` when none
+    /// was made yet (or it was made with other fixed variables).
+    pub(super) fn get(
+        &self,
+        list: &str,
+        name: &str,
+        lang: &str,
+        fixed: &Value,
+    ) -> Option<Option<Arc<Stamp>>> {
         let made = self.made.lock().unwrap_or_else(|e| e.into_inner());
-        match made.get(key)? {
+        let (_, stamp) = made
+            .iter()
+            .find(|(key, _)| key.list == list && key.name == name && key.lang == lang)?;
+        match stamp {
             Some(stamp) if stamp.fixed == *fixed => Some(Some(Arc::clone(stamp))),
             Some(_) => None,
             None => Some(None),
         }
     }
 
+    /// Keeps `stamp` for `key`, in place of one made before.
     pub(super) fn put(&self, key: StampKey, stamp: Option<Arc<Stamp>>) {
-        self.made
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, stamp);
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        match made.iter_mut().find(|(made, _)| *made == key) {
+            Some((_, old)) => *old = stamp,
+            None => made.push((key, stamp)),
+        }
     }
 }
 
