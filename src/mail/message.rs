@@ -1,12 +1,13 @@
 //! Building the messages Assent sends. Nothing a subscriber or a bot typed
 //! (name, source URL) ever goes into a message.
 
-use lettre::Message;
+use lettre::address::Envelope;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::{Address, Message};
 use minijinja::context;
 
-use crate::mail::headers;
+use crate::mail::{body, headers};
 use crate::registry::ListEntry;
 use crate::render::{RenderError, Templates, strings};
 
@@ -42,12 +43,20 @@ fn list_message(
     subject: String,
     message_id: &str,
 ) -> Result<lettre::message::MessageBuilder, MessageError> {
-    let recipient: Mailbox = to
-        .parse()
+    // A bare address: parsed as one, without the parser of display names.
+    let recipient = to
+        .parse::<Address>()
         .map_err(|_| MessageError::Recipient(crate::domain::email::mask(to)))?;
+    // The envelope given, lettre does not parse it back from the headers.
+    let envelope = Envelope::new(
+        Some(list.settings.from.email.clone()),
+        vec![recipient.clone()],
+    )
+    .map_err(|e| MessageError::Build(e.to_string()))?;
     let mut builder = Message::builder()
+        .envelope(envelope)
         .from(list.settings.from.clone())
-        .to(recipient)
+        .to(Mailbox::new(None, recipient))
         .subject(subject)
         .message_id(Some(message_id.to_owned()))
         .raw_header(headers::auto_submitted())
@@ -62,17 +71,17 @@ fn list_message(
     Ok(builder)
 }
 
-fn alternative(text: String, html: String) -> MultiPart {
+fn alternative(text: &str, html: &str) -> MultiPart {
     MultiPart::alternative()
         .singlepart(
             SinglePart::builder()
                 .header(ContentType::TEXT_PLAIN)
-                .body(text),
+                .body(body::text(text)),
         )
         .singlepart(
             SinglePart::builder()
                 .header(ContentType::TEXT_HTML)
-                .body(html),
+                .body(body::text(html)),
         )
 }
 
@@ -114,7 +123,7 @@ pub fn welcome(
     list_message(list, to, subject, message_id)?
         .raw_header(headers::list_unsubscribe(unsubscribe_url, mailto))
         .raw_header(headers::list_unsubscribe_post())
-        .multipart(alternative(text, html))
+        .multipart(alternative(&text, &html))
         .map_err(|e| MessageError::Build(e.to_string()))
 }
 
@@ -151,6 +160,6 @@ pub fn confirmation(
     let html =
         templates.render_slotted(list.slug(), "confirmation_email.html", lang, fixed, &slots)?;
     list_message(list, to, subject, message_id)?
-        .multipart(alternative(text, html))
+        .multipart(alternative(&text, &html))
         .map_err(|e| MessageError::Build(e.to_string()))
 }
