@@ -6,6 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::models::{ConfirmationTokenRow, OutboxRow};
+use crate::db::repo::confirm::{self, ConfirmationMailContext};
 use crate::db::schema::{confirmation_tokens, outbox};
 use crate::db::{DbConnection, DbError, with_index_lookups, write_transaction};
 use crate::domain::{ConfirmationToken, WebhookEventType};
@@ -165,9 +166,131 @@ pub fn claim_due(
     Ok(claimed)
 }
 
-/// One statement: the due rows are picked and locked by the inner
-/// `SELECT` (skipping rows another instance holds), leased by the `UPDATE`
-/// through their row addresses (no second look-up by key) and returned.
+/// Claims due mail as [`claim_due`] does, each row with what its message
+/// needs (`None` when the row has no subscription, or it is gone), in the
+/// same transaction. On PostgreSQL one statement claims and reads.
+pub fn claim_due_mail(
+    conn: &mut DbConnection,
+    owner: &str,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+    limit: i64,
+) -> Result<Vec<(OutboxRow, Option<ConfirmationMailContext>)>, DbError> {
+    let kinds = names(&OutboxKind::MAIL);
+    let mut claimed = write_transaction(conn, |conn| {
+        with_index_lookups(conn, |conn| match conn {
+            DbConnection::Postgres(pg) => {
+                claim_mail_pg(pg, owner, now, lease_until, limit, &kinds)?
+                    .into_iter()
+                    .map(ClaimedMail::into_parts)
+                    .collect::<Result<Vec<_>, DbError>>()
+            }
+            DbConnection::Sqlite(_) => {
+                let rows = claim_due_sqlite(conn, owner, now, lease_until, limit, &kinds)?;
+                let ids: Vec<&str> = rows
+                    .iter()
+                    .filter_map(|row| row.subscription_id.as_deref())
+                    .collect();
+                let contexts = confirm::mail_contexts(conn, &ids)?;
+                // Several rows may be for one subscription (a confirmation
+                // sent again).
+                Ok(rows
+                    .into_iter()
+                    .map(|row| {
+                        let context = row
+                            .subscription_id
+                            .as_deref()
+                            .and_then(|id| contexts.get(id).cloned());
+                        (row, context)
+                    })
+                    .collect())
+            }
+        })
+    })?;
+    claimed.sort_by_key(|(row, _)| row.next_attempt_at);
+    Ok(claimed)
+}
+
+/// A claimed mail row and its recipient, as `claim_mail_pg` reads them.
+#[derive(QueryableByName)]
+struct ClaimedMail {
+    #[diesel(embed)]
+    claimed: OutboxRow,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    mail_subscriber_id: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    mail_email: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    mail_list_id: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    mail_state: Option<String>,
+}
+
+impl ClaimedMail {
+    fn into_parts(self) -> Result<(OutboxRow, Option<ConfirmationMailContext>), DbError> {
+        let context = match (
+            self.claimed.subscription_id.clone(),
+            self.mail_subscriber_id,
+            self.mail_list_id,
+            self.mail_state,
+        ) {
+            (Some(subscription_id), Some(subscriber_id), Some(list_id), Some(state)) => {
+                Some(ConfirmationMailContext {
+                    subscriber_id,
+                    subscription_id,
+                    email: self.mail_email,
+                    list_id,
+                    state: super::stored_state(&state)?,
+                })
+            }
+            _ => None,
+        };
+        Ok((self.claimed, context))
+    }
+}
+
+/// [`claim_due_pg`]'s statement, joined to each row's subscription and
+/// subscriber: the rows leased and their recipients in one round trip.
+fn claim_mail_pg(
+    pg: &mut diesel::PgConnection,
+    owner: &str,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+    limit: i64,
+    kinds: &[&str],
+) -> Result<Vec<ClaimedMail>, diesel::result::Error> {
+    use diesel::sql_types::{Array, BigInt, Text, Timestamp};
+    diesel::sql_query(format!(
+        "WITH claimed AS ({CLAIM}) \
+         SELECT claimed.*, subscriptions.subscriber_id AS mail_subscriber_id, \
+         subscribers.email AS mail_email, subscriptions.list_id AS mail_list_id, \
+         subscriptions.state AS mail_state \
+         FROM claimed \
+         LEFT JOIN subscriptions ON subscriptions.id = claimed.subscription_id \
+         LEFT JOIN subscribers ON subscribers.id = subscriptions.subscriber_id"
+    ))
+    .bind::<Text, _>(owner)
+    .bind::<Timestamp, _>(lease_until)
+    .bind::<Array<Text>, _>(kinds)
+    .bind::<Timestamp, _>(now)
+    .bind::<BigInt, _>(limit)
+    .load(pg)
+}
+
+/// Picks the due rows and locks them with the inner `SELECT` (skipping
+/// rows another instance holds), leases them through their row addresses
+/// (no second look-up by key) and returns them. Binds: owner, lease end,
+/// kinds, now, limit.
+const CLAIM: &str = "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+     WHERE ctid = ANY(ARRAY( \
+         SELECT ctid FROM outbox \
+         WHERE state = 'pending' AND kind = ANY($3) AND next_attempt_at <= $4 \
+         AND (lease_until IS NULL OR lease_until <= $4) \
+         ORDER BY next_attempt_at LIMIT $5 \
+         FOR UPDATE SKIP LOCKED)) \
+     RETURNING *";
+
+/// One statement: [`CLAIM`].
 fn claim_due_pg(
     pg: &mut diesel::PgConnection,
     owner: &str,
@@ -177,22 +300,13 @@ fn claim_due_pg(
     kinds: &[&str],
 ) -> Result<Vec<OutboxRow>, diesel::result::Error> {
     use diesel::sql_types::{Array, BigInt, Text, Timestamp};
-    diesel::sql_query(
-        "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
-         WHERE ctid = ANY(ARRAY( \
-             SELECT ctid FROM outbox \
-             WHERE state = 'pending' AND kind = ANY($3) AND next_attempt_at <= $4 \
-             AND (lease_until IS NULL OR lease_until <= $4) \
-             ORDER BY next_attempt_at LIMIT $5 \
-             FOR UPDATE SKIP LOCKED)) \
-         RETURNING *",
-    )
-    .bind::<Text, _>(owner)
-    .bind::<Timestamp, _>(lease_until)
-    .bind::<Array<Text>, _>(kinds)
-    .bind::<Timestamp, _>(now)
-    .bind::<BigInt, _>(limit)
-    .load(pg)
+    diesel::sql_query(CLAIM)
+        .bind::<Text, _>(owner)
+        .bind::<Timestamp, _>(lease_until)
+        .bind::<Array<Text>, _>(kinds)
+        .bind::<Timestamp, _>(now)
+        .bind::<BigInt, _>(limit)
+        .load(pg)
 }
 
 /// The write transaction holds SQLite's only write lock: nothing changes
