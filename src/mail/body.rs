@@ -94,12 +94,13 @@ fn quoted_printable(text: &str) -> Vec<u8> {
             };
             let (written, after) = rest.split_at(run);
             line_out.plain(written, after.is_empty());
-            if let Some((&b, after)) = after.split_first() {
-                line_out.escaped(b, after.is_empty());
-                rest = after;
-            } else {
-                rest = after;
-            }
+            rest = match after.split_first() {
+                Some((&b, after)) => {
+                    line_out.escaped(b, after.is_empty());
+                    after
+                }
+                None => after,
+            };
         }
         if broken {
             out.extend_from_slice(b"\r\n");
@@ -147,10 +148,11 @@ impl Line<'_> {
     /// Bytes written as they are, broken where the line is full.
     fn plain(&mut self, mut bytes: &[u8], ends_line: bool) {
         while !bytes.is_empty() {
+            // Not all of it fits: as much as leaves room for a soft break.
             let take = if bytes.len() <= self.room(ends_line) {
                 bytes.len()
             } else {
-                self.room(false).min(bytes.len())
+                self.room(false)
             };
             let (now, later) = bytes.split_at(take);
             self.out.extend_from_slice(now);

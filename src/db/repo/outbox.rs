@@ -156,7 +156,9 @@ pub fn claim_due(
     // Every statement here goes by key or by the `outbox_pending` index.
     let mut claimed = write_transaction(conn, |conn| {
         with_index_lookups(conn, |conn| match conn {
-            DbConnection::Postgres(pg) => claim_due_pg(pg, owner, now, lease_until, limit, &kinds),
+            DbConnection::Postgres(pg) => {
+                claim_pg(pg, CLAIM, owner, now, lease_until, limit, &kinds)
+            }
             DbConnection::Sqlite(_) => {
                 claim_due_sqlite(conn, owner, now, lease_until, limit, &kinds)
             }
@@ -180,7 +182,7 @@ pub fn claim_due_mail(
     let mut claimed = write_transaction(conn, |conn| {
         with_index_lookups(conn, |conn| match conn {
             DbConnection::Postgres(pg) => {
-                claim_mail_pg(pg, owner, now, lease_until, limit, &kinds)?
+                claim_pg::<ClaimedMail>(pg, CLAIM_MAIL, owner, now, lease_until, limit, &kinds)?
                     .into_iter()
                     .map(ClaimedMail::into_parts)
                     .collect::<Result<Vec<_>, DbError>>()
@@ -211,7 +213,7 @@ pub fn claim_due_mail(
     Ok(claimed)
 }
 
-/// A claimed mail row and its recipient, as `claim_mail_pg` reads them.
+/// A claimed mail row and its recipient, as [`CLAIM_MAIL`] reads them.
 #[derive(QueryableByName)]
 struct ClaimedMail {
     #[diesel(embed)]
@@ -249,58 +251,53 @@ impl ClaimedMail {
     }
 }
 
-/// [`claim_due_pg`]'s statement, joined to each row's subscription and
-/// subscriber: the rows leased and their recipients in one round trip.
-fn claim_mail_pg(
-    pg: &mut diesel::PgConnection,
-    owner: &str,
-    now: NaiveDateTime,
-    lease_until: NaiveDateTime,
-    limit: i64,
-    kinds: &[&str],
-) -> Result<Vec<ClaimedMail>, diesel::result::Error> {
-    use diesel::sql_types::{Array, BigInt, Text, Timestamp};
-    diesel::sql_query(format!(
-        "WITH claimed AS ({CLAIM}) \
-         SELECT claimed.*, subscriptions.subscriber_id AS mail_subscriber_id, \
-         subscribers.email AS mail_email, subscriptions.list_id AS mail_list_id, \
-         subscriptions.state AS mail_state \
-         FROM claimed \
-         LEFT JOIN subscriptions ON subscriptions.id = claimed.subscription_id \
-         LEFT JOIN subscribers ON subscribers.id = subscriptions.subscriber_id"
-    ))
-    .bind::<Text, _>(owner)
-    .bind::<Timestamp, _>(lease_until)
-    .bind::<Array<Text>, _>(kinds)
-    .bind::<Timestamp, _>(now)
-    .bind::<BigInt, _>(limit)
-    .load(pg)
+/// The claim statement on PostgreSQL: picks the due rows and locks them
+/// with the inner `SELECT` (skipping rows another instance holds), leases
+/// them through their row addresses (no second look-up by key) and returns
+/// them. Binds: owner, lease end, kinds, now, limit. A macro, so that
+/// [`CLAIM_MAIL`] is a constant built from it too.
+macro_rules! claim_sql {
+    () => {
+        "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+         WHERE ctid = ANY(ARRAY( \
+             SELECT ctid FROM outbox \
+             WHERE state = 'pending' AND kind = ANY($3) AND next_attempt_at <= $4 \
+             AND (lease_until IS NULL OR lease_until <= $4) \
+             ORDER BY next_attempt_at LIMIT $5 \
+             FOR UPDATE SKIP LOCKED)) \
+         RETURNING *"
+    };
 }
 
-/// Picks the due rows and locks them with the inner `SELECT` (skipping
-/// rows another instance holds), leases them through their row addresses
-/// (no second look-up by key) and returns them. Binds: owner, lease end,
-/// kinds, now, limit.
-const CLAIM: &str = "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
-     WHERE ctid = ANY(ARRAY( \
-         SELECT ctid FROM outbox \
-         WHERE state = 'pending' AND kind = ANY($3) AND next_attempt_at <= $4 \
-         AND (lease_until IS NULL OR lease_until <= $4) \
-         ORDER BY next_attempt_at LIMIT $5 \
-         FOR UPDATE SKIP LOCKED)) \
-     RETURNING *";
+/// The claim, rows as they are.
+const CLAIM: &str = claim_sql!();
 
-/// One statement: [`CLAIM`].
-fn claim_due_pg(
+/// The claim, each row joined to its subscription and subscriber: the rows
+/// leased and their recipients in one round trip.
+const CLAIM_MAIL: &str = concat!(
+    "WITH claimed AS (",
+    claim_sql!(),
+    ") SELECT claimed.*, subscriptions.subscriber_id AS mail_subscriber_id, \
+     subscribers.email AS mail_email, subscriptions.list_id AS mail_list_id, \
+     subscriptions.state AS mail_state \
+     FROM claimed \
+     LEFT JOIN subscriptions ON subscriptions.id = claimed.subscription_id \
+     LEFT JOIN subscribers ON subscribers.id = subscriptions.subscriber_id"
+);
+
+/// Runs one of the claim statements ([`CLAIM`], [`CLAIM_MAIL`]) with its
+/// binds.
+fn claim_pg<T: QueryableByName<diesel::pg::Pg> + 'static>(
     pg: &mut diesel::PgConnection,
+    statement: &'static str,
     owner: &str,
     now: NaiveDateTime,
     lease_until: NaiveDateTime,
     limit: i64,
     kinds: &[&str],
-) -> Result<Vec<OutboxRow>, diesel::result::Error> {
+) -> Result<Vec<T>, diesel::result::Error> {
     use diesel::sql_types::{Array, BigInt, Text, Timestamp};
-    diesel::sql_query(CLAIM)
+    diesel::sql_query(statement)
         .bind::<Text, _>(owner)
         .bind::<Timestamp, _>(lease_until)
         .bind::<Array<Text>, _>(kinds)
